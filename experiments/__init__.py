@@ -1,0 +1,16 @@
+"""Runnable experiments over jaxnet: `python -m experiments NAME [options]` or `python -m experiments all`.
+
+Each experiment is a module with `main(argv=None) -> dict` that parses its options (`--help`,
+`--seed`, `--out`, default `runs/NAME/`), runs, writes `metrics.json` and PNG figures into the output
+directory, prints a short summary, and returns the headline numbers for the `all` summary table.
+"""
+
+# The main job, in order. Experiments that need data which may be absent skip themselves.
+ALL = [
+    "activations",
+    "xor",
+    "binary",
+]
+
+# Runnable by name, not part of `all`.
+EXTRA: list[str] = []

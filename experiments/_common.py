@@ -1,0 +1,40 @@
+"""Shared plumbing for experiments: option parsing and metrics files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def parser(name: str, description: str) -> argparse.ArgumentParser:
+    """An argument parser with the options every experiment takes: --seed, --out and --quick."""
+    p = argparse.ArgumentParser(prog=f"python -m experiments {name}", description=description)
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    p.add_argument("--out", type=Path, default=Path("runs") / name, help=f"output directory (default runs/{name})")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, for smoke tests")
+    return p
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _jsonable(np.asarray(value).tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def write_metrics(out: Path, metrics: dict) -> Path:
+    """Write `metrics` (numbers, arrays, nested dicts) as `out/metrics.json`; NaN becomes null."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "metrics.json"
+    path.write_text(json.dumps(_jsonable(metrics), indent=2) + "\n")
+    return path

@@ -1,0 +1,39 @@
+"""jaxnet: neural networks from scratch in JAX, with hand-derived backprop checked against jax.grad.
+
+The functional API (parameters are pytrees, a network is a record of pure functions):
+
+    import jax, jaxnet
+    net = jaxnet.mlp([2, 4, 1], activation="sigmoid")
+    _, params = net.init(jax.random.key(0))
+    x, y = jaxnet.data.xor()
+    params, history = jaxnet.fit(net, params, x, y, loss="mse", optimizer=jaxnet.optim.sgd(1.0), epochs=5000)
+    print(jaxnet.gradcheck(net, params, x, y, "mse"))
+
+Importing jaxnet imports neither matplotlib nor scikit-learn (see `jaxnet.plot`, `jaxnet.data`).
+"""
+
+from jaxnet import activations, initializers, layers, losses, metrics, optim
+from jaxnet.gradcheck import GradcheckReport, gradcheck
+from jaxnet.layers import Dense, Identity, Layer, Relu, Sigmoid, Softmax, Tanh, activation_layer
+from jaxnet.network import Network, autodiff, backprop, mlp, serial
+from jaxnet.train import evaluate, fit, predict
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "activations", "initializers", "layers", "losses", "metrics", "optim",
+    "GradcheckReport", "gradcheck",
+    "Dense", "Identity", "Layer", "Relu", "Sigmoid", "Softmax", "Tanh", "activation_layer",
+    "Network", "autodiff", "backprop", "mlp", "serial",
+    "evaluate", "fit", "predict",
+]
+
+
+def __getattr__(name):
+    # Lazy submodules: `jaxnet.data` (scikit-learn only when its loaders are called) and `jaxnet.plot`
+    # (matplotlib) are imported on first use, so `import jaxnet` stays light.
+    if name in ("data", "plot", "reference", "checkpoint", "ensemble"):
+        import importlib
+
+        return importlib.import_module(f"jaxnet.{name}")
+    raise AttributeError(f"module 'jaxnet' has no attribute {name!r}")

@@ -12,7 +12,7 @@ The functional API (parameters are pytrees, a network is a record of pure functi
 Importing jaxnet imports neither matplotlib nor scikit-learn (see `jaxnet.plot`, `jaxnet.data`).
 """
 
-from jaxnet import activations, initializers, layers, losses, metrics, optim
+from jaxnet import activations, data, initializers, layers, losses, metrics, optim
 from jaxnet.gradcheck import GradcheckReport, gradcheck
 from jaxnet.layers import Dense, Identity, Layer, Relu, Sigmoid, Softmax, Tanh, activation_layer
 from jaxnet.network import Network, autodiff, backprop, mlp, serial
@@ -21,7 +21,7 @@ from jaxnet.train import evaluate, fit, predict
 __version__ = "0.1.0"
 
 __all__ = [
-    "activations", "initializers", "layers", "losses", "metrics", "optim",
+    "activations", "data", "initializers", "layers", "losses", "metrics", "optim",
     "GradcheckReport", "gradcheck",
     "Dense", "Identity", "Layer", "Relu", "Sigmoid", "Softmax", "Tanh", "activation_layer",
     "Network", "autodiff", "backprop", "mlp", "serial",
@@ -30,9 +30,9 @@ __all__ = [
 
 
 def __getattr__(name):
-    # Lazy submodules: `jaxnet.data` (scikit-learn only when its loaders are called) and `jaxnet.plot`
-    # (matplotlib) are imported on first use, so `import jaxnet` stays light.
-    if name in ("data", "plot", "reference", "checkpoint", "ensemble"):
+    # Lazy submodules: `jaxnet.plot` (matplotlib) and the others below
+    # are imported on first use, so `import jaxnet` stays light.
+    if name in ("plot", "reference", "checkpoint", "ensemble"):
         import importlib
 
         return importlib.import_module(f"jaxnet.{name}")

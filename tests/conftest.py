@@ -11,10 +11,17 @@ from pathlib import Path
 
 import jax
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 settings.register_profile(
-    "jaxnet", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+    "jaxnet",
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,
+    # no shrinking: each example compiles, so shrinking a failure could take many minutes in CI;
+    # the failing example is printed as found
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
 )
 settings.load_profile("jaxnet")
 

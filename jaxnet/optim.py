@@ -1,66 +1,333 @@
-"""Optimizers by name, built on optax, with learning rates that are traced values.
+"""Optimizers by name (optax), with traced hyperparameters, and the tutorial's plateau learning-rate decay.
 
-`optimizer("sgd", 0.5)` returns an optax `GradientTransformation` whose numeric hyperparameters
-(learning rate, momentum, ...) live in its *state* (via `optax.inject_hyperparams`) and whose `update`
-function is shared by every instance with the same name and structural options. So `fit` compiles once
-per network shape and a new learning rate (or a vmapped array of them) reuses the compiled run.
-A plain `optax.sgd(0.5)` works with `fit` too; it only recompiles for each new instance.
+`optimizer("adam", 0.01)` returns an optax transformation whose numeric hyperparameters (learning
+rate, momentum, ...) live in its *state* (`optax.inject_hyperparams`) and whose `update` function is
+shared by every instance with the same name and structure, so `fit` compiles once per network shape
+and a new learning rate (or a vmapped array of them) reuses the compiled run. A plain `optax.sgd(0.5)`
+works with `fit` too; it only recompiles for each new instance.
 
-Source: Deep Learning from Scratch, 6.1 (SGD, Momentum, AdaGrad, Adam); optax documentation.
+The plateau decay (`plateau_decay`, or `optimizer(..., plateau=True)`) is the tutorial's rule, exactly:
+
+    best = +inf, wait = 0                                # before the first epoch
+    at the end of epoch t, with that epoch's loss L_t:
+        if L_t < best:  best = L_t; wait = 0            # strictly lower; NaN never is
+        else:           wait += 1
+                        if wait == patience: lr *= factor; wait = 0      # best is kept
+    epoch t's update uses the rate decided by L_0 .. L_{t-1}
+
+so with a constant loss the first decay is decided by epoch `patience` (the `patience`-th epoch that
+does not improve on epoch 0) and first used by epoch `patience + 1`. Source: the tutorial's schedule
+class (factor 0.95, patience 100); Deep Learning from Scratch 6.1 for the optimizers; optax.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import numbers
-from typing import Any
+from typing import Any, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from optax.contrib import ReduceLROnPlateauState, reduce_on_plateau
 
-from jaxnet._checks import check_positive, choose
+from jaxnet._checks import check_positive, choose, is_concrete
 
-OPTAX_FACTORIES = {"sgd": optax.sgd}
+# reduce_on_plateau counts a value as an improvement when `value < (1 - rtol) * best - atol`, and
+# refuses rtol = atol = 0. With atol = 0 and an rtol below half the float64 machine epsilon,
+# `1 - rtol` is exactly 1.0 (a Python float), so the test is `value < 1.0 * best - 0.0`, i.e.
+# exactly `value < best` for every float32/float64 value, +/-0, +/-inf and NaN.
+EXACT_RTOL = 1e-20
+assert 1.0 - EXACT_RTOL == 1.0
+
+
+# ----------------------------------------------------------------------------------------------
+# The tutorial's plateau decay
+# ----------------------------------------------------------------------------------------------
+
+
+class PlateauDecayState(NamedTuple):
+    """State of `plateau_decay`.
+
+    scale: the multiplier applied to the current step's update, i.e. this epoch's learning rate
+        divided by the initial one (scalar, the params' lowest float dtype).
+    plateau: optax's `ReduceLROnPlateauState` after seeing this step's loss; its `scale` is the
+        multiplier of the *next* step, `best_value` the best loss so far, `plateau_count` the
+        tutorial's `wait` counter.
+    """
+
+    scale: jax.Array
+    plateau: ReduceLROnPlateauState
+
+
+def plateau_decay(
+    factor: float = 0.95, patience: int | jax.Array = 100, *, accumulation_size: int = 1
+) -> optax.GradientTransformationExtraArgs:
+    """The tutorial's plateau learning-rate decay as an optax transformation (built on
+    `optax.contrib.reduce_on_plateau`).
+
+    Multiplies each update by the current scale (1 at the start); the scale is multiplied by `factor`
+    after `patience` consecutive steps whose loss (`update(..., value=loss)`) is not strictly lower
+    than the best loss so far (the counter then restarts and the best loss is kept). NaN and +inf never
+    improve on anything, -inf improves on any other best, nothing raises. The decision taken on
+    step t's loss scales step t + 1's update, as in the tutorial, whose loop updates the weights and
+    then steps the schedule with that epoch's loss (optax's own `reduce_on_plateau` would already
+    scale step t's update; see the module docstring and docs/lr_schedule.md).
+
+    Settings: `reduce_on_plateau(factor, patience, rtol=EXACT_RTOL, atol=0)`: this rtol is so small that
+    `1 - rtol == 1.0`, which makes optax's test `value < (1 - rtol) * best - atol` exactly the
+    tutorial's strict `value < best` (tests/test_optim.py checks this against the tutorial's class).
+    One limit is XLA's, not optax's: the CPU backend reads subnormal floats (below 1.2e-38 in float32,
+    2.2e-308 in float64) as zero in compiled code, so such a loss passed in from outside compares as 0;
+    losses computed by XLA, as in `fit`, are never subnormal there.
+
+    Chain it after an optimizer (`optax.chain(optax.sgd(lr), plateau_decay())`) or use
+    `optimizer(name, lr, plateau=True)`; `fit` passes each epoch's loss as `value=`.
+
+    Args:
+        factor: multiplier per decay, a Python float in (0, 1); the tutorial's `decay_rate` 0.95.
+        patience: number of non-improving steps that triggers a decay, an int >= 1 (100 in the
+            tutorial); may be a traced int32 scalar (e.g. under `jax.vmap`).
+        accumulation_size: number of `value`s averaged (unweighted) before each decision; 1 (the
+            default) decides on every step. With minibatches `fit` passes each batch's loss, so set it
+            to the number of steps per epoch to decide once per epoch on the mean batch loss.
+
+    Returns:
+        An `optax.GradientTransformationExtraArgs` with state `PlateauDecayState`; `update` requires the
+        keyword argument `value` (a scalar loss). Equal arguments return the same object, so `fit`
+        does not recompile.
+
+    Raises:
+        ValueError: factor outside (0, 1), patience or accumulation_size below 1.
+        TypeError: patience or accumulation_size not an int (or, for patience, an integer scalar).
+    """
+    if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not 0.0 < float(factor) < 1.0:
+        raise ValueError(f"factor: expected a float in (0, 1) (the rate is multiplied by it), got {factor!r}")
+    if is_concrete(patience):
+        if isinstance(patience, (jax.Array, np.ndarray)) and np.ndim(patience) == 0 and \
+                np.issubdtype(np.asarray(patience).dtype, np.integer):
+            patience = int(patience)
+        check_positive("patience", patience, integer=True)
+    elif not (jnp.ndim(patience) == 0 and jnp.issubdtype(jnp.result_type(patience), jnp.integer)):
+        raise TypeError(f"patience: expected an int or an integer scalar, got {patience!r}")
+    check_positive("accumulation_size", accumulation_size, integer=True)
+    try:
+        return _plateau_decay(float(factor), patience, int(accumulation_size))
+    except TypeError:  # a traced patience cannot be a cache key
+        return _plateau_decay.__wrapped__(float(factor), patience, int(accumulation_size))
+
+
+@functools.lru_cache(maxsize=None)
+def _plateau_decay(factor: float, patience, accumulation_size: int) -> optax.GradientTransformationExtraArgs:
+    inner = reduce_on_plateau(factor=factor, patience=patience, rtol=EXACT_RTOL, atol=0.0,
+                              accumulation_size=accumulation_size)
+
+    def init_fn(params):
+        state = inner.init(params)
+        return PlateauDecayState(scale=state.scale, plateau=state)
+
+    def update_fn(updates, state, params=None, *, value, **extra_args):
+        del extra_args
+        scale = state.plateau.scale  # decided by the losses of the earlier steps
+        _, plateau = inner.update(updates, state.plateau, params, value=value)  # decides the next one
+        updates = jax.tree.map(lambda g: (scale * g).astype(g.dtype), updates)
+        return updates, PlateauDecayState(scale=scale, plateau=plateau)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _plateau_args(plateau: Any) -> dict | None:
+    """`optimizer`'s `plateau` option as complete plateau_decay keyword arguments (None: no decay)."""
+    if plateau is None or plateau is False:
+        return None
+    args = {"factor": 0.95, "patience": 100, "accumulation_size": 1}
+    if plateau is True:
+        return args
+    if isinstance(plateau, Mapping):
+        unknown = set(plateau) - set(args)
+        if unknown:
+            raise ValueError(f"plateau: unknown keys {sorted(unknown)}; expected factor, patience, accumulation_size")
+        return {**args, **plateau}
+    if isinstance(plateau, (tuple, list)) and len(plateau) == 2:
+        return {**args, "factor": plateau[0], "patience": plateau[1]}
+    raise ValueError(f"plateau: expected True, (factor, patience) or a dict of plateau_decay arguments, "
+                     f"got {plateau!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Optimizers by name: optax's conventions, or the book's rules
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class BookAdamEps:
+    """The book's Adam epsilon as a schedule for optax's Adam: `eps_t = eps / sqrt(1 - b2^t)`.
+
+    The book updates `W -= lr_t m / (sqrt(v) + eps)` with `lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)` on the
+    uncorrected moments m, v; that is `lr m_hat / (sqrt(v_hat) + eps / sqrt(1 - b2^t))` on optax's
+    bias-corrected ones. Called with optax's step count (0 for the first update, so t = count + 1).
+    """
+
+    eps: float = 1e-7
+    b2: float = 0.999
+
+    def __call__(self, count: jax.Array) -> jax.Array:
+        return self.eps / jnp.sqrt(1.0 - self.b2 ** (count + 1))
+
+
+def _book_momentum(learning_rate, momentum=0.9) -> optax.GradientTransformation:
+    """The book's Momentum, `v <- momentum v - lr g; W <- W + v` (the rate inside the velocity)."""
+    return optax.chain(optax.scale_by_learning_rate(learning_rate), optax.trace(decay=momentum))
+
+
+def _book_nesterov(learning_rate, momentum=0.9) -> optax.GradientTransformation:
+    """The book's Nesterov: `v <- momentum v - lr g; W <- W + momentum^2 v - (1 + momentum) lr g`.
+
+    This is the book's code (common/optimizer.py), not quite the rule of the paper it cites (Bengio et
+    al. 2013, arXiv:1212.0901: `W += momentum^2 v_old + (1 + momentum) u`, which optax's `nesterov=True`
+    implements, with the rate outside the velocity): with `u = -lr g`,
+    the book's step is `(1 + momentum) u + momentum^2 v_new`. A thin wrapper over `optax.trace`.
+    """
+    trace = optax.trace(decay=momentum)
+
+    def update_fn(updates, state, params=None):
+        velocity, state = trace.update(updates, state, params)
+        step = jax.tree.map(lambda u, v: (1 + momentum) * u + momentum**2 * v, updates, velocity)
+        return step, state
+
+    return optax.chain(optax.scale_by_learning_rate(learning_rate),
+                       optax.GradientTransformation(trace.init, update_fn))
+
+
+# name -> (factory, defaults, whether the rate sits inside the velocity): optax's conventions (optax's defaults except
+# momentum 0.9 where optax has none) and the book's rules and defaults (Deep Learning from Scratch 6.1).
+OPTAX_OPTIMIZERS = {
+    "sgd": (optax.sgd, {}, False),
+    "momentum": (optax.sgd, {"momentum": 0.9}, False),
+    "nesterov": (optax.sgd, {"momentum": 0.9, "nesterov": True}, False),
+    "adagrad": (optax.adagrad, {}, False),
+    "rmsprop": (optax.rmsprop, {}, False),
+    "adam": (optax.adam, {}, False),
+}
+BOOK_OPTIMIZERS = {
+    "sgd": (optax.sgd, {}, False),
+    "momentum": (_book_momentum, {"momentum": 0.9}, True),
+    "nesterov": (_book_nesterov, {"momentum": 0.9}, True),
+    # Not exact: optax puts eps inside the root, 1/sqrt(h + eps); the book has 1/(sqrt(h) + 1e-7).
+    # eps = (1e-7)^2 keeps the book's bound lr |g| / 1e-7 on tiny gradients; the relative difference
+    # of a step is below 1e-7 / sqrt(h) (tests/test_optim.py measures it).
+    "adagrad": (optax.adagrad, {"initial_accumulator_value": 0.0, "eps": 1e-14}, False),
+    "rmsprop": (optax.rmsprop, {"decay": 0.99, "eps": 1e-7, "eps_in_sqrt": False}, False),
+    "adam": (optax.adam, {"b1": 0.9, "b2": 0.999, "eps": 1e-7}, False),
+}
+OPTIMIZERS = tuple(OPTAX_OPTIMIZERS)
 
 
 def _is_numeric(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (numbers.Number, jax.Array, np.ndarray))
 
 
+def _build(name: str, book: bool, options: dict, plateau: dict | None) -> optax.GradientTransformationExtraArgs:
+    """The optax chain for `optimizer` (options include the learning rate)."""
+    factory, _, rate_inside = (BOOK_OPTIMIZERS if book else OPTAX_OPTIMIZERS)[name]
+    tx = optax.inject_hyperparams(factory)(**options)
+    if plateau is None:
+        return tx
+    decay = plateau_decay(**plateau)
+    # The scale multiplies the rate: where the book keeps the rate inside the velocity (momentum,
+    # nesterov) it must scale the gradient before the velocity; elsewhere it scales the final step.
+    return optax.chain(decay, tx) if rate_inside else optax.chain(tx, decay)
+
+
 @functools.lru_cache(maxsize=None)
-def _shared_update(name: str, static_items: tuple, numeric_names: tuple):
-    """The `update` of an inject_hyperparams instance with these static options (numeric ones are read
-    from the state at each step, so any instance's state works with it)."""
-    factory = optax.inject_hyperparams(OPTAX_FACTORIES[name])
-    template = factory(**dict(static_items), **{k: 0.0 for k in numeric_names})
+def _shared_update(name: str, book: bool, static_items: tuple, numeric_names: tuple, plateau_items):
+    """The `update` of a chain with these structural options; numeric ones are read from the state at
+    each step, so any instance's state works with it."""
+    template = _build(name, book, {**dict(static_items), **{k: 0.0 for k in numeric_names}},
+                      None if plateau_items is None else dict(plateau_items))
     return template.update
 
 
-def optimizer(name: str, learning_rate: float | jax.Array, **options: Any) -> optax.GradientTransformationExtraArgs:
-    """An optax optimizer by name whose hyperparameters are traced (no recompilation when they change).
+def optimizer(
+    name: str,
+    learning_rate: float | jax.Array,
+    *,
+    book: bool = False,
+    plateau: bool | tuple | Mapping | None = None,
+    **options: Any,
+) -> optax.GradientTransformationExtraArgs:
+    """An optimizer by name, as an optax transformation with traced hyperparameters (a new learning
+    rate, or a vmapped array of them, does not recompile `fit`), optionally with the plateau decay.
+
+    Update rules, g the gradient, lr the learning rate, state starting at zero unless stated.
+    `book=False` (default): optax's conventions and defaults.
+        sgd       W -= lr g                                          (optax.sgd)
+        momentum  t = momentum t + g;  W -= lr t;  momentum 0.9        (optax.sgd(momentum=0.9))
+        nesterov  t = momentum t + g;  W -= lr (g + momentum t);  0.9  (Sutskever / Bengio et al. 2013)
+        adagrad   h = 0.1 + sum g^2;  W -= lr g / sqrt(h + 1e-7)       (optax.adagrad)
+        rmsprop   h = 0.9 h + 0.1 g^2;  W -= lr g / sqrt(h + 1e-8)     (optax.rmsprop)
+        adam      b1 0.9, b2 0.999;  W -= lr m_hat / (sqrt(v_hat) + 1e-8)   (optax.adam)
+    `book=True`: Deep Learning from Scratch 6.1 (its common/optimizer.py), with the book's defaults.
+        sgd       W -= lr g
+        momentum  v = momentum v - lr g;  W += v;  momentum 0.9   (lr inside the velocity: the same
+                  steps as optax's while lr is constant, not when the plateau decay changes it)
+        nesterov  v = momentum v - lr g;  W += momentum^2 v - (1 + momentum) lr g;  0.9
+                  (the book's code; the paper it cites has momentum^2 v_old, as optax)
+        adagrad   h = sum g^2;  W -= lr g / (sqrt(h) + 1e-7)   APPROXIMATED: optax can only add eps
+                  inside the root; jaxnet uses 1 / sqrt(h + 1e-14), whose steps differ from the book's
+                  by less than 1e-7 / sqrt(h) relative (measured: 3.8e-6 after 50 steps, in the tests)
+        rmsprop   h = 0.99 h + 0.01 g^2;  W -= lr g / (sqrt(h) + 1e-7)   (optax, eps_in_sqrt=False)
+        adam      m, v as optax (b1 0.9, b2 0.999);  W -= lr_t m / (sqrt(v) + 1e-7) with
+                  lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)   (optax.adam with eps_t, see BookAdamEps)
+    Against a numpy transcription of the book (tests/test_optim.py, float64, 50 steps) every
+    `book=True` rule but adagrad agrees to 1e-10 relative.
 
     Args:
-        name: one of OPTAX_FACTORIES ('sgd', ...).
+        name: 'sgd', 'momentum', 'nesterov', 'adagrad', 'rmsprop' or 'adam'.
         learning_rate: positive float, or a traced/array value (e.g. under `jax.vmap`).
-        **options: passed to the optax factory (numbers are injected into the state; bools, None and
-            strings are structural and select the compiled update).
+        book: use the book's rules and defaults instead of optax's.
+        plateau: chain the tutorial's plateau decay: True (factor 0.95, patience 100), a
+            `(factor, patience)` pair, or a dict of `plateau_decay` arguments. The decay multiplies the
+            learning rate: it scales the final step, or, for the book's momentum and nesterov (whose
+            velocity holds lr g), the gradient entering the velocity.
+        **options: the optimizer's other hyperparameters under the underlying function's names
+            (`momentum`, `initial_accumulator_value`, `eps`, `decay`, `b1`, `b2`, `eps_in_sqrt`, ...).
+            Numbers are injected into the state (traced); bools, None and strings are structural and
+            select the compiled update. For the book's adam, `eps` and `b2` must be Python floats.
 
     Returns:
-        An `optax.GradientTransformationExtraArgs`; its state holds `hyperparams["learning_rate"]`.
+        An `optax.GradientTransformationExtraArgs`; `learning_rate_of(state)` reads its effective rate
+        (lr times the plateau scale). `update` needs `value=loss` when `plateau` is set (`fit` passes it).
 
     Raises:
-        ValueError: unknown name (lists the valid ones) or a non-positive concrete learning rate.
+        ValueError: unknown name (lists the valid ones), a non-positive concrete learning rate, or a
+            bad `plateau`. TypeError: a name that is not a str, or an option the optimizer does not
+            take (lists the valid ones).
     """
-    choose("optimizer", "name", name, OPTAX_FACTORIES)
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected an optimizer name (str), got {type(name).__name__}")
+    table = BOOK_OPTIMIZERS if book else OPTAX_OPTIMIZERS
+    factory, defaults, _ = choose("optimizer", "name", name, table)
     check_positive("learning_rate", learning_rate)
-    numeric = {k: v for k, v in options.items() if _is_numeric(v)}
-    static = {k: v for k, v in options.items() if k not in numeric}
-    tx = optax.inject_hyperparams(OPTAX_FACTORIES[name])(learning_rate=learning_rate, **options)
+    accepted = set(inspect.signature(factory).parameters) - {"learning_rate"}
+    unknown = set(options) - accepted
+    if unknown:
+        raise TypeError(f"{sorted(unknown)}: not options of the {'book' if book else 'optax'} {name!r} "
+                        f"optimizer; expected some of: {', '.join(sorted(accepted))}")
+    options = {**defaults, **options}
+    if book and name == "adam":
+        options["eps"] = BookAdamEps(eps=options["eps"], b2=options["b2"])
+    plateau_args = _plateau_args(plateau)
+    tx = _build(name, book, {"learning_rate": learning_rate, **options}, plateau_args)
+    numeric = sorted(["learning_rate", *(k for k, v in options.items() if _is_numeric(v))])
+    static = tuple(sorted((k, v) for k, v in options.items() if k not in numeric))
     try:
-        update = _shared_update(name, tuple(sorted(static.items())), tuple(sorted(["learning_rate", *numeric])))
-    except TypeError:  # unhashable structural option: keep the instance's own update
+        plateau_key = None if plateau_args is None else tuple(sorted(plateau_args.items()))
+        update = _shared_update(name, book, static, tuple(numeric), plateau_key)
+    except TypeError:  # an unhashable structural option (or a traced patience): the instance's own update
         update = tx.update
     return optax.GradientTransformationExtraArgs(tx.init, update)
 
@@ -70,24 +337,39 @@ def sgd(learning_rate: float | jax.Array) -> optax.GradientTransformationExtraAr
     return optimizer("sgd", learning_rate)
 
 
-def learning_rate_of(opt_state: Any, dtype=jnp.float32) -> jax.Array:
+# ----------------------------------------------------------------------------------------------
+# Reading the learning rate back
+# ----------------------------------------------------------------------------------------------
+
+
+def learning_rate_of(opt_state: Any, dtype=jnp.float32, *, upcoming: bool = False) -> jax.Array:
     """The effective learning rate recorded in an optimizer state, or NaN when it holds none.
 
-    Multiplies every injected `hyperparams["learning_rate"]` by every plateau `scale` found in the
-    state pytree (NamedTuples, tuples, lists and dicts are searched). Scalar of `dtype`.
+    The product of every injected `hyperparams["learning_rate"]` and every plateau scale found in the
+    state pytree (NamedTuples, tuples, lists and dicts are searched): for a `PlateauDecayState`, the
+    scale applied to the step that produced the state (or, with `upcoming=True`, the scale already
+    decided for the next step); for optax's own `ReduceLROnPlateauState`, its `scale`.
+    For `fit`'s states, this is the rate of that epoch's update.
+
+    Returns: a scalar of `dtype` (jittable).
     """
     rate, found = jnp.ones((), dtype), False
     for node in _walk(opt_state):
         hyper = getattr(node, "hyperparams", None)
         if isinstance(hyper, dict) and "learning_rate" in hyper:
             rate, found = rate * jnp.asarray(hyper["learning_rate"], dtype), True
-        if type(node).__name__ == "ReduceLROnPlateauState":
+        if isinstance(node, PlateauDecayState):
+            scale = node.plateau.scale if upcoming else node.scale
+            rate, found = rate * jnp.asarray(scale, dtype), True
+        elif isinstance(node, ReduceLROnPlateauState):
             rate, found = rate * jnp.asarray(node.scale, dtype), True
     return rate if found else jnp.full((), jnp.nan, dtype)
 
 
 def _walk(node: Any):
     yield node
+    if isinstance(node, PlateauDecayState):  # its inner optax state is read through it, not again
+        return
     if isinstance(node, dict):
         children = node.values()
     elif isinstance(node, (tuple, list)):
@@ -96,3 +378,33 @@ def _walk(node: Any):
         children = ()
     for child in children:
         yield from _walk(child)
+
+
+def decays(history: Mapping | np.ndarray | jax.Array, final_state: Any = None) -> list[tuple[int, float]]:
+    """The learning-rate decays of a run, as the tutorial prints them: `[(epoch, new_rate), ...]`.
+
+    `epoch` is the epoch whose loss triggered the decay (the `patience`-th one without improvement);
+    `new_rate` is the rate used from the next epoch on. They are read from the recorded rates
+    (`history["learning_rate"]`, the rate of each epoch's update): a drop between epochs t and t + 1
+    is reported as (t, rate[t + 1]). A decay decided by the last epoch's loss is used by no recorded
+    update; pass `final_state` (`fit(..., return_opt_state=True)`) to report it too.
+
+    Args:
+        history: `fit`'s history dict, or the 1-D array of per-epoch rates.
+        final_state: optional optimizer state after the last epoch.
+
+    Returns: a list of (int epoch, float rate), in order; empty without decays (or without rates).
+
+    Raises: ValueError if the rates are not a 1-D array (e.g. a vmapped history: index one run first).
+    """
+    rates = history["learning_rate"] if isinstance(history, Mapping) else history
+    rates = np.asarray(rates, dtype=np.float64)
+    if rates.ndim != 1:
+        raise ValueError(f"history: expected 1-D per-epoch learning rates, got shape {rates.shape}")
+    epochs = np.flatnonzero(rates[1:] < rates[:-1])
+    found = [(int(t), float(rates[t + 1])) for t in epochs]
+    if final_state is not None and rates.size:
+        upcoming = float(learning_rate_of(final_state, jnp.result_type(float), upcoming=True))
+        if upcoming < rates[-1]:
+            found.append((rates.size - 1, upcoming))
+    return found

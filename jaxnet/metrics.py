@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from jaxnet._checks import is_concrete
 
 
 def predicted_classes(y_pred: jax.Array, *, from_logits: bool = False) -> jax.Array:
@@ -47,7 +50,31 @@ def confusion_matrix(y_true_classes: jax.Array, y_pred_classes: jax.Array, n_cla
 
     Args:
         y_true_classes, y_pred_classes: integer class indices (n,) in [0, n_classes).
+        n_classes: number of classes, a positive int.
+
+    Raises:
+        TypeError: n_classes not an int, or class arrays that are not integer.
+        ValueError: n_classes < 1, arrays of different or non-1-D shapes, or (for concrete arrays) a
+            class outside [0, n_classes), naming the first one. Under jit/vmap no value check is
+            possible: pairs with an out-of-range class are then left out of the counts.
     """
-    index = y_true_classes.astype(jnp.int32) * n_classes + y_pred_classes.astype(jnp.int32)
+    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)):
+        raise TypeError(f"n_classes: expected a positive int, got {n_classes!r}")
+    if n_classes < 1:
+        raise ValueError(f"n_classes: expected a positive int, got {n_classes}")
+    t, p = jnp.asarray(y_true_classes), jnp.asarray(y_pred_classes)
+    for name, a in (("y_true_classes", t), ("y_pred_classes", p)):
+        if not jnp.issubdtype(a.dtype, jnp.integer):
+            raise TypeError(f"{name}: expected integer class indices, got dtype {a.dtype}")
+        if a.ndim != 1 or a.shape != t.shape:
+            raise ValueError(f"{name}: expected a 1-D array of shape {tuple(t.shape)}, got shape {tuple(a.shape)}")
+        if is_concrete(a):
+            bad = np.flatnonzero((np.asarray(a) < 0) | (np.asarray(a) >= n_classes))
+            if bad.size:
+                raise ValueError(f"{name}: expected classes in [0, {n_classes}), found {int(np.asarray(a)[bad[0]])} "
+                                 f"at index {int(bad[0])}")
+    t, p = t.astype(jnp.int32), p.astype(jnp.int32)
+    valid = (t >= 0) & (t < n_classes) & (p >= 0) & (p < n_classes)
+    index = jnp.where(valid, t * n_classes + p, n_classes * n_classes)  # out of range: dropped below
     counts = jnp.zeros(n_classes * n_classes, jnp.int32).at[index].add(1, mode="drop")
     return counts.reshape(n_classes, n_classes)

@@ -10,7 +10,14 @@ ALL = [
     "activations",
     "xor",
     "binary",
+    "xor_sweep",
+    "seeds",
+    "lr_decay",
+    "optimizers",
+    "digits",
+    "breast_cancer",
+    "mnist",
 ]
 
 # Runnable by name, not part of `all`.
-EXTRA: list[str] = []
+EXTRA: list[str] = ["bench", "train_distributed", "bench_ensemble"]

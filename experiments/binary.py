@@ -5,6 +5,9 @@
 same distributions. Trained with the tutorial's gradient scaling (its numpy code, = lr 0.5 / 1000)
 and with the true gradient; reports held-out accuracy for both. Figure: data, predicted classes,
 loss curves, decision boundary.
+
+Both runs are saved to `OUT/checkpoint.npz` (params, optimizer states, settings); `--resume`
+continues them from there for another EPOCHS epochs.
 """
 
 from __future__ import annotations
@@ -13,13 +16,17 @@ import jax
 import numpy as np
 
 from experiments._common import parser, write_metrics
-from jaxnet import data, evaluate, fit, mlp, optim, plot
+from jaxnet import checkpoint, data, evaluate, fit, mlp, optim, plot
+from jaxnet.train import divergence_warning
 
 EPOCHS, LEARNING_RATE, N = 2000, 0.5, 1000
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parser("binary", __doc__.splitlines()[0]).parse_args(argv)
+    p = parser("binary", __doc__.splitlines()[0])
+    p.add_argument("--resume", action="store_true",
+                   help="continue both runs from OUT/checkpoint.npz for another EPOCHS epochs")
+    args = p.parse_args(argv)
     epochs = 500 if args.quick else EPOCHS
     k_train, k_test, k_init = jax.random.split(jax.random.key(args.seed), 3)
     x_raw, y = data.gaussian_blobs(k_train, N)
@@ -28,11 +35,27 @@ def main(argv: list[str] | None = None) -> dict:
 
     net = mlp([2, 8, 4, 1], activation="sigmoid")
     _, params0 = net.init(k_init)
+    optimizer = optim.sgd(LEARNING_RATE)
+    config = {"experiment": "binary", "layer_sizes": [2, 8, 4, 1], "activation": "sigmoid",
+              "loss": "binary_crossentropy", "optimizer": "sgd", "learning_rate": LEARNING_RATE, "seed": args.seed,
+              "n_train": N}
+    start = {"true_gradient": params0, "tutorial_scaling": params0}
+    states, done = {label: optimizer.init(params0) for label in start}, 0
+    path = args.out / "checkpoint.npz"
+    if args.resume:
+        saved = checkpoint.load(path, like=start, opt_state_like=states)
+        checkpoint.check_config(saved.config, config)
+        start, states, done = saved.params, saved.opt_state, saved.config["epochs"]
     runs = {}
     for label, scaling in (("true_gradient", False), ("tutorial_scaling", True)):
-        params, history = fit(net, params0, x, y, loss="binary_crossentropy", optimizer=optim.sgd(LEARNING_RATE),
-                              epochs=epochs, tutorial_scaling=scaling)
+        params, states[label], history = fit(net, start[label], x, y, loss="binary_crossentropy",
+                                             optimizer=optimizer, epochs=epochs, tutorial_scaling=scaling,
+                                             opt_state=states[label], return_opt_state=True)
+        if (warning := divergence_warning(history, f"binary ({label})")):
+            print(warning)
         runs[label] = (params, history, evaluate(net, params, x_test, y_test, "binary_crossentropy"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(path, {k: r[0] for k, r in runs.items()}, opt_state=states, config={**config, "epochs": done + epochs})
 
     params, history, _ = runs["true_gradient"]
     fig, axes = plot.figure(2, 2, size=(9, 8))
@@ -44,16 +67,18 @@ def main(argv: list[str] | None = None) -> dict:
     axes[0, 1].set_title("predicted classes (true gradient)")
     for label, (_, hist, _) in runs.items():
         plot.loss_curve(axes[1, 0], hist["loss"], label=label.replace("_", " "))
-    axes[1, 0].set_title("BCE per epoch")
+    axes[1, 0].set_title("BCE per epoch" + (f" (resumed after {done} epochs)" if done else ""))
     plot.decision_boundary(axes[1, 1], lambda g: net.apply(params, g), x_test, y_test)
     axes[1, 1].set_title("decision boundary, held-out points")
     figure = plot.save(fig, args.out / "binary.png")
 
-    metrics = {"epochs": epochs, "learning_rate": LEARNING_RATE, "seed": args.seed, "n_train": N, "n_test": N}
+    metrics = {"epochs": epochs, "epochs_total": done + epochs, "resumed_from_epoch": done,
+               "learning_rate": LEARNING_RATE, "seed": args.seed, "n_train": N, "n_test": N}
     for label, (_, hist, ev) in runs.items():
         metrics[f"test_accuracy_{label}"] = float(ev["accuracy"])
         metrics[f"test_loss_{label}"] = float(ev["loss"])
         metrics[f"final_train_loss_{label}"] = float(hist["loss"][-1])
+        metrics[f"diverged_epoch_{label}"] = int(hist["diverged_epoch"])
     write_metrics(args.out, metrics)
     print(f"binary: held-out accuracy {metrics['test_accuracy_true_gradient']:.4f} with the true gradient, "
           f"{metrics['test_accuracy_tutorial_scaling']:.4f} with the tutorial's scaling "

@@ -4,6 +4,9 @@ Trains one network (true gradient, and the tutorial's scaling for comparison), p
 predictions, saves the loss curves and the decision boundary; then trains 100 seeds at once with
 `jax.vmap` and counts how many solve XOR (all four outputs on the right side of 0.5), with the
 tutorial's gradient scaling and with the true gradient.
+
+The two single runs are saved to `OUT/checkpoint.npz` (params, optimizer states, settings);
+`--resume` continues them from there for another EPOCHS epochs (the seed sweep always restarts).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments._common import parser, write_metrics
-from jaxnet import data, fit, mlp, optim, plot
+from jaxnet import checkpoint, data, fit, mlp, optim, plot
+from jaxnet.train import divergence_warning
 
 EPOCHS, LEARNING_RATE, SEEDS = 5000, 1.0, 100
 
@@ -31,14 +35,37 @@ def solved(net, params, x, y) -> jax.Array:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parser("xor", __doc__.splitlines()[0]).parse_args(argv)
+    p = parser("xor", __doc__.splitlines()[0])
+    p.add_argument("--resume", action="store_true",
+                   help="continue the two single runs from OUT/checkpoint.npz for another EPOCHS epochs")
+    args = p.parse_args(argv)
     epochs = 1000 if args.quick else EPOCHS
     net = mlp([2, 4, 1], activation="sigmoid")
     x, y = data.xor()
     key = jax.random.key(args.seed)
 
-    params, history = train(net, key, x, y, epochs, tutorial_scaling=False)
-    _, history_tutorial = train(net, key, x, y, epochs, tutorial_scaling=True)
+    optimizer = optim.sgd(LEARNING_RATE)
+    config = {"experiment": "xor", "layer_sizes": [2, 4, 1], "activation": "sigmoid", "loss": "mse",
+              "optimizer": "sgd", "learning_rate": LEARNING_RATE, "seed": args.seed}
+    _, params0 = net.init(key)
+    start = {"true_gradient": params0, "tutorial_scaling": params0}
+    states, done = {label: optimizer.init(params0) for label in start}, 0
+    path = args.out / "checkpoint.npz"
+    if args.resume:
+        saved = checkpoint.load(path, like=start, opt_state_like=states)
+        checkpoint.check_config(saved.config, config)
+        start, states, done = saved.params, saved.opt_state, saved.config["epochs"]
+    runs = {}
+    for label, scaling in (("true_gradient", False), ("tutorial_scaling", True)):
+        runs[label] = fit(net, start[label], x, y, loss="mse", optimizer=optimizer, epochs=epochs,
+                          tutorial_scaling=scaling, opt_state=states[label], return_opt_state=True)
+        if (warning := divergence_warning(runs[label][2], f"xor ({label})")):
+            print(warning)
+    args.out.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(path, {k: r[0] for k, r in runs.items()}, opt_state={k: r[1] for k, r in runs.items()},
+                    config={**config, "epochs": done + epochs})
+    params, _, history = runs["true_gradient"]
+    history_tutorial = runs["tutorial_scaling"][2]
     predictions = np.asarray(net.apply(params, x)).ravel()
     for xi, p in zip(np.asarray(x), predictions):
         print(f"  xor({int(xi[0])}, {int(xi[1])}) = {p:.4f}")
@@ -46,19 +73,22 @@ def main(argv: list[str] | None = None) -> dict:
     keys = jax.random.split(jax.random.fold_in(key, 1), SEEDS)
     counts = {}
     for label, scaling in (("true_gradient", False), ("tutorial_scaling", True)):
-        stacked, _ = jax.vmap(lambda k: train(net, k, x, y, epochs, scaling))(keys)
+        stacked, sweep = jax.vmap(lambda k: train(net, k, x, y, epochs, scaling))(keys)
+        if (warning := divergence_warning(sweep, f"xor seed sweep ({label})")):
+            print(warning)
         counts[label] = int(jnp.sum(jax.vmap(lambda p: solved(net, p, x, y))(stacked)))
 
     fig, (ax_loss, ax_boundary) = plot.figure(1, 2, size=(9, 3.8))
     plot.loss_curve(ax_loss, history["loss"], label="true gradient, lr 1.0")
     plot.loss_curve(ax_loss, history_tutorial["loss"], label="tutorial scaling (= lr 0.25)")
-    ax_loss.set_title("XOR: MSE per epoch")
+    ax_loss.set_title("XOR: MSE per epoch" + (f" (resumed after {done} epochs)" if done else ""))
     plot.decision_boundary(ax_boundary, lambda g: net.apply(params, g), x, y, margin=0.25)
     ax_boundary.set_title("decision boundary (true gradient)")
     figure = plot.save(fig, args.out / "xor.png")
 
     metrics = {
-        "epochs": epochs, "learning_rate": LEARNING_RATE, "seed": args.seed,
+        "epochs": epochs, "epochs_total": done + epochs, "resumed_from_epoch": done,
+        "diverged_epoch": int(history["diverged_epoch"]), "learning_rate": LEARNING_RATE, "seed": args.seed,
         "predictions": predictions, "final_loss": float(history["loss"][-1]),
         "final_loss_tutorial_scaling": float(history_tutorial["loss"][-1]),
         "seeds": SEEDS, "solved_true_gradient": counts["true_gradient"],

@@ -4,11 +4,17 @@ Every check runs in Python before any tracing. Values that are jax tracers (insi
 `grad`...) are not concrete, so only their shapes and dtypes are checked; value checks (ranges,
 finiteness) are skipped for them. Checks therefore cost nothing inside compiled code and never break
 a transformation.
+
+Messages start with the argument's name, then give the expected and the received value or shape
+(`x: expected shape (n, 2) for mlp[2, 3, 1], ..., got (4, 3)`). Params are checked against a network
+by running each layer's `init` under `jax.eval_shape` (shapes only, cached per layer and input shape).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import numbers
 from typing import Any, Iterable
 
 import jax
@@ -31,6 +37,17 @@ def choose(kind: str, name: str, value: Any, table: dict) -> Any:
     return value
 
 
+def as_array(name: str, x: Any, what: str = "an array") -> jax.Array:
+    """`jnp.asarray(x)`, with a TypeError naming the argument when x is not array-like (None, str, ...)."""
+    if x is None or isinstance(x, (str, bytes)):
+        raise TypeError(f"{name}: expected {what}, got {type(x).__name__}")
+    try:
+        return jnp.asarray(x)
+    except (TypeError, ValueError) as err:
+        dtype = f" with dtype {x.dtype}" if hasattr(x, "dtype") else ""
+        raise TypeError(f"{name}: expected {what}, got {type(x).__name__}{dtype}") from err
+
+
 def as_float_array(name: str, x: Any, *, ndim: int | Iterable[int] | None = None) -> jax.Array:
     """Return `x` as a jax array, requiring a floating dtype (and optionally a rank).
 
@@ -38,10 +55,7 @@ def as_float_array(name: str, x: Any, *, ndim: int | Iterable[int] | None = None
         TypeError: `x` is not array-like, or its dtype is not floating point.
         ValueError: its rank is not `ndim` (or one of `ndim`).
     """
-    try:
-        arr = jnp.asarray(x)
-    except TypeError as err:
-        raise TypeError(f"{name}: expected an array of floats, got {type(x).__name__}") from err
+    arr = as_array(name, x, "an array of floats")
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         raise TypeError(
             f"{name}: expected a floating-point array (float32 or float64), got dtype {arr.dtype}; "
@@ -62,37 +76,352 @@ def check_ndim(name: str, arr: Any, ndim: int | Iterable[int] | None) -> None:
 
 
 def check_finite(name: str, arr: Any) -> None:
-    """Raise ValueError when a concrete array holds NaN or infinity (tracers are skipped)."""
-    if is_concrete(arr) and not bool(jnp.all(jnp.isfinite(arr))):
-        bad = int(jnp.sum(~jnp.isfinite(arr)))
-        raise ValueError(f"{name}: expected finite values, found {bad} NaN or infinite entries")
+    """Raise ValueError when a concrete floating array holds NaN or infinity, naming the first bad index.
+
+    Tracers, integer arrays and arrays spread over several processes (not fully addressable) are skipped.
+    """
+    if not _inspectable(arr) or not jnp.issubdtype(jnp.result_type(arr), jnp.inexact):
+        return
+    finite = jnp.isfinite(arr)
+    if not bool(jnp.all(finite)):
+        bad = np.argwhere(~np.asarray(finite))
+        where = f", the first at index {tuple(int(i) for i in bad[0])}" if np.ndim(arr) else ""
+        raise ValueError(f"{name}: expected finite values, found {len(bad)} NaN or infinite "
+                         f"entr{'y' if len(bad) == 1 else 'ies'}{where}")
 
 
-def check_positive(name: str, value: Any, *, integer: bool = False) -> None:
-    """Raise ValueError unless `value` is > 0 (and an int when `integer`); tracers are skipped."""
+def check_positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> None:
+    """Raise ValueError unless `value` is > 0 (>= 0 with `allow_zero`) and finite (and an int when
+    `integer`); TypeError when it is not a real number (a str, None, a bool). Value checks skip tracers."""
     if integer:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"{name}: expected a positive int, got {value!r}")
         if value <= 0:
             raise ValueError(f"{name}: expected a positive int, got {value}")
         return
+    if isinstance(value, (bool, np.bool_, str, bytes)) or value is None or not (
+            isinstance(value, numbers.Real) or hasattr(value, "dtype")):
+        raise TypeError(f"{name}: expected a positive number, got {type(value).__name__} {value!r}")
+    if not (jnp.issubdtype(jnp.result_type(value), jnp.integer)
+            or jnp.issubdtype(jnp.result_type(value), jnp.floating)):
+        raise TypeError(f"{name}: expected a positive real number, got dtype {jnp.result_type(value)}")
     if not is_concrete(value):
         return
+    if np.size(value) == 0:
+        raise ValueError(f"{name}: expected a positive finite number, got an empty array")
     v = float(np.asarray(value).max()) if np.ndim(value) else float(value)
     vmin = float(np.asarray(value).min()) if np.ndim(value) else v
-    if not math.isfinite(v) or vmin <= 0:
-        raise ValueError(f"{name}: expected a positive finite number, got {value!r}")
+    if not math.isfinite(v) or vmin < 0 or (vmin == 0 and not allow_zero):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{name}: expected a {kind} finite number, got {value!r}")
 
 
-def check_key(name: str, key: Any) -> None:
-    """Raise TypeError unless `key` looks like a jax PRNG key (typed key or uint32 array of 2)."""
-    if isinstance(key, jax.Array) or isinstance(key, np.ndarray):
-        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-            return
-        if key.dtype == jnp.uint32 and key.shape[-1:] == (2,):
+def check_key(name: str, key: Any, *, single: bool = False) -> None:
+    """Raise TypeError unless `key` looks like a jax PRNG key (typed key or uint32 array of 2).
+
+    With `single`, exactly one key is required (shape () typed, or (2,) raw); a batch of keys then
+    raises ValueError (vmap over keys instead of passing them all to one call). Works on tracers.
+    """
+    if isinstance(key, (jax.Array, np.ndarray)):
+        typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        if typed or (key.dtype == jnp.uint32 and key.shape[-1:] == (2,)):
+            batch = key.shape if typed else key.shape[:-1]
+            if single and batch:
+                raise ValueError(
+                    f"{name}: expected one PRNG key, got a batch of keys of shape {tuple(key.shape)}; "
+                    f"use jax.vmap over the keys (one key per lane) instead"
+                )
             return
     raise TypeError(
         f"{name}: expected a PRNG key from jax.random.key(seed) or jax.random.PRNGKey(seed), "
         f"got {type(key).__name__}"
         + (f" with dtype {key.dtype} and shape {tuple(key.shape)}" if hasattr(key, "dtype") else "")
     )
+
+
+def _inspectable(x: Any) -> bool:
+    """True when the values of `x` can be read on this host: concrete and fully addressable."""
+    return is_concrete(x) and all(getattr(leaf, "is_fully_addressable", True) for leaf in jax.tree.leaves(x))
+
+
+def _path(name: str, path) -> str:
+    return name + jax.tree_util.keystr(tuple(path))
+
+
+# ----------------------------------------------------------------------------------------------
+# Parameter pytrees against their network
+# ----------------------------------------------------------------------------------------------
+
+
+def _layer_shapes_uncached(layer: Any, input_shape: tuple[int, ...]) -> tuple[tuple[int, ...], Any]:
+    box = {}
+
+    def init(key):
+        out_shape, params = layer.init(key, input_shape)
+        box["out"] = tuple(int(d) for d in out_shape)
+        return params
+
+    params = jax.eval_shape(init, jax.random.key(0))  # shapes only: nothing is computed
+    return box["out"], params
+
+
+_layer_shapes_cached = functools.lru_cache(maxsize=4096)(_layer_shapes_uncached)
+
+
+def layer_shapes(layer: Any, input_shape: tuple[int, ...]) -> tuple[tuple[int, ...], Any]:
+    """`layer.init`'s output shape and params as `jax.ShapeDtypeStruct`s, for this input shape.
+
+    Found with `jax.eval_shape` (no arrays are created) and cached per (layer, input shape).
+    """
+    try:
+        return _layer_shapes_cached(layer, tuple(input_shape))
+    except TypeError as err:  # an unhashable layer: compute without the cache
+        if "unhashable" not in str(err):
+            raise
+        return _layer_shapes_uncached(layer, tuple(input_shape))
+
+
+def _compare_tree(name: str, what: str, expected: Any, found: Any) -> None:
+    """Raise when `found` does not have `expected`'s structure, leaf shapes and floating dtypes."""
+    exp_leaves, exp_def = jax.tree_util.tree_flatten_with_path(expected)
+    try:
+        got_leaves, got_def = jax.tree_util.tree_flatten_with_path(found)
+    except Exception as err:  # noqa: BLE001 - an exotic object that is not a pytree
+        raise TypeError(f"{name}: expected {what}, got {type(found).__name__}") from err
+    if exp_def != got_def:
+        want = [jax.tree_util.keystr(p) for p, _ in exp_leaves]
+        got = [jax.tree_util.keystr(p) for p, _ in got_leaves]
+        detail = (f"entries {', '.join(want) or 'none'}, got {', '.join(got) or 'none'}" if want != got
+                  else f"structure {exp_def}, got {got_def}")
+        raise ValueError(f"{name}: expected {what} with {detail}")
+    for (path, e), (_, g) in zip(exp_leaves, got_leaves):
+        leaf = _path(name, path)
+        if not hasattr(g, "shape") or not hasattr(g, "dtype"):
+            try:
+                g = np.asarray(g)
+            except Exception as err:  # noqa: BLE001
+                raise TypeError(f"{leaf}: expected an array, got {type(g).__name__}") from err
+        if jnp.issubdtype(e.dtype, jnp.floating) and not jnp.issubdtype(g.dtype, jnp.floating):
+            raise TypeError(f"{leaf}: expected a floating-point array for {what}, got dtype {g.dtype}")
+        if not jnp.issubdtype(e.dtype, jnp.floating) and g.dtype != e.dtype:  # e.g. an integer counter
+            raise TypeError(f"{leaf}: expected dtype {e.dtype} for {what}, got {g.dtype}")
+        if tuple(g.shape) != tuple(e.shape):
+            raise ValueError(f"{leaf}: expected shape {tuple(e.shape)} for {what}, got {tuple(g.shape)}")
+
+
+def check_params(net: Any, params: Any, input_shape: tuple[int, ...], *, name: str = "params",
+                 input_name: str = "x") -> tuple[int, ...]:
+    """Check `params` against `net` (a `jaxnet.Network`) for inputs of `input_shape` (no batch axis).
+
+    The expected params come from `net`'s layers' `init` through `jax.eval_shape` (nothing is
+    computed). Shapes and structure only; works on tracers. Returns the network's output shape.
+
+    Raises:
+        TypeError: params is not a tuple/list, or a leaf is not a floating array.
+        ValueError: the wrong number of per-layer entries, other keys, or a leaf of another shape,
+            naming the layer index and the expected and found shapes; or a layer cannot take the
+            input shape.
+    """
+    layers = net.layers
+    if not isinstance(params, (tuple, list)):
+        raise TypeError(f"{name}: expected a tuple with one entry per layer of {net.name} "
+                        f"({len(layers)} entries, as from net.init), got {type(params).__name__}")
+    if len(params) != len(layers):
+        names = ", ".join(layer.name for layer in layers)
+        raise ValueError(f"{name}: expected {len(layers)} entries, one per layer of {net.name} ({names}), "
+                         f"got {len(params)}")
+    shape = tuple(input_shape)
+    for i, (layer, p) in enumerate(zip(layers, params)):
+        try:
+            out_shape, expected = layer_shapes(layer, shape)
+        except Exception as err:  # noqa: BLE001 - whatever the layer's init raises for this shape
+            raise ValueError(f"{input_name}: layer {i} ({layer.name}) of {net.name} cannot take input shape "
+                             f"{shape}: {err}") from err
+        _compare_tree(f"{name}[{i}]", f"layer {i} ({layer.name}) given input shape {shape}", expected, p)
+        shape = out_shape
+    return shape
+
+
+def check_network_input(net: Any, params: Any, x: Any, *, name: str = "x", params_name: str = "params",
+                        batched: bool = True) -> tuple[int, ...]:
+    """Check params against `net` and `x`'s shape against the network's input; return the output shape
+    for one example.
+
+    `x` is a batch (batch, *input_shape) when `batched`; otherwise one example `input_shape` is
+    accepted too. When the params fit the network's construction-time input shape but not `x`, the
+    error names `x`; otherwise it names the first params leaf that differs. Works on tracers (shapes
+    only).
+    """
+    shape = tuple(np.shape(x))
+    candidates = [shape[1:]] if shape else []
+    if not batched:
+        candidates.append(shape)
+    if batched and not shape:
+        raise ValueError(f"{name}: expected a batch (n, *input_shape), got a scalar")
+    first_error = None
+    for candidate in candidates:
+        try:
+            return check_params(net, params, candidate, name=params_name, input_name=name)
+        except (ValueError, TypeError) as err:
+            first_error = first_error or err
+    default = None if net.input_shape is None else tuple(net.input_shape)
+    if default is not None and default not in candidates:
+        try:
+            check_params(net, params, default, name=params_name, input_name=name)
+        except (ValueError, TypeError):
+            pass
+        else:
+            want = f"(n, {', '.join(map(str, default))})" + ("" if batched else f" or {default}")
+            raise ValueError(f"{name}: expected shape {want} for {net.name}, whose params take inputs of "
+                             f"shape {default}, got {shape}") from None
+    raise first_error
+
+
+def float_dtype_of(name: str, params: Any) -> Any:
+    """The one floating dtype of the floating leaves of `params` (None if there are none); TypeError
+    naming two leaves whose float dtypes differ, or a leaf that is not an array."""
+    seen = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        try:
+            dtype = jnp.result_type(leaf)
+        except TypeError as err:
+            raise TypeError(f"{_path(name, path)}: expected a floating-point array, got {type(leaf).__name__}") from err
+        if not jnp.issubdtype(dtype, jnp.floating):
+            continue  # integer leaves are checked against the layer's own params (check_params)
+        seen.setdefault(np.dtype(dtype), _path(name, path))
+    if len(seen) > 1:
+        (d1, p1), (d2, p2) = list(seen.items())[:2]
+        raise TypeError(f"{name}: mixed dtypes, {p1} is {d1} but {p2} is {d2}; cast every leaf to one, e.g. "
+                        f"jax.tree.map(lambda a: a.astype(jnp.float32), {name})")
+    return next(iter(seen), None)
+
+
+def check_finite_tree(name: str, tree: Any) -> None:
+    """`check_finite` on every leaf of a pytree, naming the leaf (concrete values only)."""
+    if not _inspectable(tree):
+        return
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        check_finite(_path(name, path), leaf)
+
+
+# ----------------------------------------------------------------------------------------------
+# Targets against a loss
+# ----------------------------------------------------------------------------------------------
+
+_SAME_SHAPE_LOSSES = ("mse", "binary_crossentropy", "sigmoid_binary_crossentropy")
+_PROBABILITY_TARGETS = ("binary_crossentropy", "sigmoid_binary_crossentropy")
+
+
+def check_targets(name: str, y: Any, pred_shape: tuple[int, ...], loss_name: str,
+                  pred_name: str = "y_pred") -> None:
+    """Check targets `y` for a loss named `loss_name` whose prediction has shape `pred_shape`.
+
+    - mse, (sigmoid_)binary_crossentropy: y has the prediction's shape (no silent broadcasting of,
+      say, (n,) against (n, 1)); for the cross-entropies every value lies in [0, 1].
+    - softmax_cross_entropy: integer labels of shape pred_shape[:-1] in [0, classes), or one-hot /
+      probability targets of the prediction's shape.
+    - other (user-defined) losses: only the dtype and finiteness checks below.
+    y must be numeric (bool, integer or floating) and finite. Value checks skip tracers.
+
+    Raises:
+        TypeError: y is not numeric. ValueError: another shape, a label outside the range, a value
+            outside [0, 1] where probabilities are expected, or NaN / infinity.
+    """
+    shape, dtype = tuple(np.shape(y)), jnp.result_type(y)
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_):
+        raise TypeError(f"{name}: expected numeric targets (float, int or bool), got dtype {dtype}")
+    pred_shape = tuple(pred_shape)
+    integer = jnp.issubdtype(dtype, jnp.integer)
+    if loss_name == "softmax_cross_entropy":
+        if not pred_shape:
+            raise ValueError(f"{pred_name}: softmax_cross_entropy expects logits (batch, classes), got a scalar")
+        classes = pred_shape[-1]
+        want = pred_shape[:-1] if integer else pred_shape
+        if shape != want:
+            kind = "integer class labels" if integer else "one-hot or probability targets"
+            hint = (" (integer labels have no class axis: pass y.ravel() or one-hot targets)"
+                    if integer and shape == pred_shape[:-1] + (1,) else "")
+            raise ValueError(f"{name}: expected {kind} of shape {want} for {pred_name} of shape {pred_shape}, "
+                             f"got {shape}{hint}")
+        if integer and _inspectable(y):
+            labels = np.asarray(y)
+            bad = (labels < 0) | (labels >= classes)
+            if bad.any():
+                where = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ValueError(f"{name}: expected class labels in [0, {classes}) for {classes} output units, "
+                                 f"found {labels[where]} at index {where}")
+    elif loss_name in _SAME_SHAPE_LOSSES:
+        if shape != pred_shape:
+            raise ValueError(f"{name}: expected shape {pred_shape} to match {pred_name} for {loss_name}, got {shape}"
+                             + (f" (add the output axis: {name}[:, None])" if shape + (1,) == pred_shape else ""))
+        if loss_name in _PROBABILITY_TARGETS and _inspectable(y):
+            values = np.asarray(y)
+            bad = (values < 0) | (values > 1)
+            if bad.any():
+                where = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ValueError(f"{name}: expected targets in [0, 1] for {loss_name}, found {values[where]} "
+                                 f"at index {where}")
+    check_finite(name, y)
+
+
+def check_data(net: Any, params: Any, x: Any, y: Any, loss: Any, *, x_name: str = "x", y_name: str = "y",
+               params_name: str = "params", same_dtype: bool = False) -> tuple[jax.Array, jax.Array]:
+    """Validate a network's params with a batch of data (x, y) for `loss`; return x, y as arrays.
+
+    x: floating (n, *input_shape) with n >= 1 matching the params (`check_network_input`); y: targets
+    for the loss with n rows (`check_targets`); params of one floating dtype; x and y finite. With
+    `same_dtype` (training), x and floating y must also have the params' dtype. Shape checks run on
+    tracers too; value checks only on concrete arrays.
+    """
+    x = as_float_array(x_name, x)
+    if x.ndim == 0:
+        raise ValueError(f"{x_name}: expected a batch (n, *input_shape), got a scalar")
+    y = as_array(y_name, y, "an array of targets")
+    if x.shape[0] == 0:
+        raise ValueError(f"{x_name}: expected at least one example, got an empty array of shape {tuple(x.shape)}")
+    out_shape = check_network_input(net, params, x, name=x_name, params_name=params_name)
+    dtype = float_dtype_of(params_name, params)
+    if y.shape[:1] != x.shape[:1]:
+        raise ValueError(f"{y_name}: expected {x.shape[0]} rows to match {x_name} {tuple(x.shape)}, "
+                         f"got shape {tuple(y.shape)}")
+    check_targets(y_name, y, (x.shape[0], *out_shape), getattr(loss, "name", ""),
+                  pred_name="the network's output")
+    if same_dtype and dtype is not None:
+        for arr_name, arr in ((x_name, x), (y_name, y)):
+            if jnp.issubdtype(arr.dtype, jnp.floating) and arr.dtype != dtype:
+                raise TypeError(f"{arr_name}: dtype {arr.dtype} differs from the params' {dtype}; cast it with "
+                                f"{arr_name}.astype(jnp.{dtype}) (or the params to {arr.dtype})")
+    check_finite(x_name, x)
+    return x, y
+
+
+def check_opt_state(name: str, opt_state: Any, optimizer: Any, params: Any) -> None:
+    """Check that `opt_state` has the structure, shapes and dtypes of `optimizer.init(params)`.
+
+    Compared through `jax.eval_shape` (nothing is computed); works on tracers.
+
+    Raises:
+        ValueError: another structure (e.g. a state of another optimizer), or a leaf of another
+            shape or dtype (e.g. a state for another architecture), naming the leaf.
+    """
+    expected = jax.eval_shape(optimizer.init, params)
+    exp_leaves, exp_def = jax.tree_util.tree_flatten_with_path(expected)
+    got_leaves, got_def = jax.tree_util.tree_flatten_with_path(opt_state)
+    if exp_def != got_def:
+        raise ValueError(f"{name}: expected the structure of optimizer.init(params), {_summary(expected)} holding "
+                         f"{len(exp_leaves)} arrays, got {_summary(opt_state)} holding {len(got_leaves)} arrays "
+                         f"(a state of another optimizer?)")
+    for (path, e), (_, g) in zip(exp_leaves, got_leaves):
+        g_shape, g_dtype = tuple(np.shape(g)), jnp.result_type(g)
+        if g_shape != tuple(e.shape) or g_dtype != e.dtype:
+            raise ValueError(f"{_path(name, path)}: expected {e.dtype} {tuple(e.shape)} as in "
+                             f"optimizer.init(params), got {g_dtype} {g_shape}")
+
+
+def _summary(tree: Any) -> str:
+    """A short name for a pytree's top level, e.g. 'a tuple (ScaleByAdamState, EmptyState)'."""
+    name = type(tree).__name__
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    if isinstance(tree, (tuple, list)) and not hasattr(type(tree), "_fields"):
+        return f"{article} {name} ({', '.join(type(child).__name__ for child in tree)})"
+    return f"{article} {name}"

@@ -23,6 +23,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxnet import losses as losses_lib
+from jaxnet._checks import check_data, check_key, check_positive
 from jaxnet.network import Network, autodiff, backprop
 
 
@@ -109,8 +110,22 @@ def gradcheck(
     Returns:
         A `GradcheckReport`: per leaf the max absolute and relative error of each route against
         `jax.grad` and a pass flag; `passed` is True when every leaf passes.
+
+    Raises:
+        ValueError / TypeError: params that do not fit `net`, x or y of the wrong shape or dtype,
+            non-finite data, a non-positive eps or tolerance, or a bad max_fd_coords, naming the argument.
     """
     loss_fn = losses_lib.get(loss)
+    x, y = check_data(net, params, x, y, loss_fn)
+    check_positive("eps", eps)
+    for arg_name, value in (("rtol", rtol), ("atol", atol), ("fd_rtol", fd_rtol), ("fd_atol", fd_atol)):
+        check_positive(arg_name, value, allow_zero=True)
+    check_positive("max_fd_coords", max_fd_coords, integer=True)
+    if grad_fn is not None and not callable(grad_fn):
+        raise TypeError(f"grad_fn: expected a callable (net, params, x, y, loss) -> (loss, grads), "
+                        f"got {type(grad_fn).__name__}")
+    if key is not None:
+        check_key("key", key, single=True)
     with jax.enable_x64(True):
         p64, x64, y64 = _to64(params), _to64(x), _to64(y)
         if grad_fn is None:

@@ -54,14 +54,15 @@ def Dense(
 
     Raises:
         ValueError: n_out is not a positive int; an initialiser name is unknown; at init, the input is
-            not 1-D (flatten first).
+            not 1-D (flatten first) or has no features.
     """
     check_positive("n_out", n_out, integer=True)
     w_init, bias_init = initializers.get(W_init), initializers.get(b_init)
 
     def init(key, input_shape):
-        if len(input_shape) != 1:
-            raise ValueError(f"Dense: expected a 1-D input shape (n_in,), got {tuple(input_shape)}")
+        if len(input_shape) != 1 or int(input_shape[0]) < 1:
+            raise ValueError(f"input_shape: Dense expected a 1-D input shape (n_in,) with n_in >= 1, got "
+                             f"{tuple(input_shape)}")
         k_w, k_b = jax.random.split(key)
         n_in = int(input_shape[0])
         return (n_out,), {"W": w_init(k_w, (n_in, n_out), dtype), "b": bias_init(k_b, (n_out,), dtype)}
@@ -129,8 +130,12 @@ def activation_layer(name: str | Layer) -> Layer:
     the softmax vector-Jacobian product). A `Layer` passed in is returned unchanged.
 
     Raises:
-        ValueError: unknown name (the message lists the valid ones).
+        ValueError: unknown name (the message lists the valid ones). TypeError: neither a name nor a Layer.
     """
     if isinstance(name, Layer):
         return name
-    return choose("activation", "activation", name, _BY_NAME)
+    found = choose("activation", "activation", name, _BY_NAME)
+    if not isinstance(found, Layer):
+        raise TypeError(f"activation: expected a name ({', '.join(sorted(_BY_NAME))}) or a Layer, "
+                        f"got {type(name).__name__}")
+    return found

@@ -13,6 +13,10 @@ example, treated as a batch of one) and returns a scalar of y_pred's dtype. Redu
 Each `*_grad` is the gradient of exactly that scalar w.r.t. y_pred (so it carries the 1/batch factor
 once), and backprop uses it unchanged. All are finite for saturated predictions and huge logits.
 
+Eager calls validate their arguments (ValueError / TypeError naming the argument): y_pred floating,
+y_true of y_pred's shape (integer labels (batch,) in [0, classes) for softmax_cross_entropy), targets
+in [0, 1] for the cross-entropies, no NaN or infinity in y_true. Under jit/vmap/grad nothing is checked.
+
 Source: Deep Learning from Scratch, 4.2 (loss functions) and 5.6.3 (softmax-with-loss backward);
 Goodfellow et al., *Deep Learning*, 6.2.2.
 """
@@ -24,6 +28,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxnet._checks import as_array, as_float_array, check_targets, is_concrete
 from jaxnet.activations import sigmoid, softmax
 
 
@@ -44,6 +49,21 @@ class Loss(NamedTuple):
         return self.value(y_pred, y_true)
 
 
+def _checked(loss_name: str, pred_name: str, y_pred, true_name: str, y_true):
+    """Eager validation of a loss's two arguments (skipped under jit/vmap/grad: no traced cost).
+
+    y_pred must be a floating array; y_true must fit it as `jaxnet._checks.check_targets` says (same
+    shape; integer labels (batch,) in range for softmax_cross_entropy; targets in [0, 1] for the
+    cross-entropies; finite). Raises TypeError / ValueError naming the argument.
+    """
+    if not is_concrete((y_pred, y_true)):
+        return y_pred, y_true
+    y_pred = as_float_array(pred_name, y_pred)
+    y_true = as_array(true_name, y_true, "an array of targets")
+    check_targets(true_name, y_true, y_pred.shape, loss_name, pred_name=pred_name)
+    return y_pred, y_true
+
+
 def mse(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
     """Mean squared error `mean((y_pred - y_true)^2)` over the batch and the output units.
 
@@ -54,11 +74,13 @@ def mse(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
         Scalar of y_pred's dtype. Source: Deep Learning from Scratch, eq. (4.1) (the book halves it;
         the tutorial, like jaxnet, takes the plain mean).
     """
+    y_pred, y_true = _checked("mse", "y_pred", y_pred, "y_true", y_true)
     return jnp.mean(jnp.square(y_pred - y_true))
 
 
 def mse_grad(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
     """Gradient of `mse` w.r.t. y_pred: `2 (y_pred - y_true) / y_pred.size`; shape of y_pred."""
+    y_pred, y_true = _checked("mse", "y_pred", y_pred, "y_true", y_true)
     return 2 * (y_pred - y_true) / y_pred.size
 
 
@@ -88,6 +110,7 @@ def binary_crossentropy(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
     Returns:
         Scalar of y_pred's dtype. Source: Goodfellow et al., eq. (6.20); the tutorial's BCE.
     """
+    y_pred, y_true = _checked("binary_crossentropy", "y_pred", y_pred, "y_true", y_true)
     p, _ = _clip_probability(y_pred)
     return -jnp.mean(y_true * jnp.log(p) + (1 - y_true) * jnp.log1p(-p))
 
@@ -96,6 +119,7 @@ def binary_crossentropy_grad(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
     """Gradient of `binary_crossentropy` w.r.t. y_pred: `(p - y) / (p (1 - p)) / size` inside the clip
     range, 0 outside it (where the clipped loss is flat). Always finite; shape of y_pred.
     """
+    y_pred, y_true = _checked("binary_crossentropy", "y_pred", y_pred, "y_true", y_true)
     p, inside = _clip_probability(y_pred)
     g = (-(y_true / p) + (1 - y_true) / (1 - p)) / y_pred.size
     return jnp.where(inside, g, jnp.zeros_like(g))
@@ -113,11 +137,13 @@ def sigmoid_binary_crossentropy(logits: jax.Array, y_true: jax.Array) -> jax.Arr
     Returns:
         Scalar of logits' dtype. Source: Goodfellow et al., 6.2.2.2.
     """
+    logits, y_true = _checked("sigmoid_binary_crossentropy", "logits", logits, "y_true", y_true)
     return jnp.mean(jax.nn.softplus(logits) - y_true * logits)
 
 
 def sigmoid_binary_crossentropy_grad(logits: jax.Array, y_true: jax.Array) -> jax.Array:
     """Gradient of `sigmoid_binary_crossentropy` w.r.t. the logits: `(sigmoid(z) - y) / size`."""
+    logits, y_true = _checked("sigmoid_binary_crossentropy", "logits", logits, "y_true", y_true)
     return (sigmoid(logits) - y_true) / logits.size
 
 
@@ -138,12 +164,13 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     Args:
         logits: float (batch, classes).
         labels: integer class indices (batch,) in [0, classes), or one-hot / probability targets
-            (batch, classes) of logits' dtype. Integer labels outside the range count as all-zero
-            targets (use `jaxnet.data.one_hot` to have them rejected).
+            (batch, classes) of logits' dtype. Integer labels outside the range raise ValueError
+            on eager calls; under jit/vmap (not checked) they count as all-zero targets.
 
     Returns:
         Scalar of logits' dtype. Source: Deep Learning from Scratch, eq. (4.2) and 5.6.3.
     """
+    logits, labels = _checked("softmax_cross_entropy", "logits", logits, "labels", labels)
     y = _as_one_hot(labels, logits)
     return -jnp.sum(y * jax.nn.log_softmax(logits, axis=-1)) / _batch_size(logits)
 
@@ -154,6 +181,7 @@ def softmax_cross_entropy_grad(logits: jax.Array, labels: jax.Array) -> jax.Arra
     For one-hot targets this is the book's `(y - t) / batch_size` (5.6.3); the `sum(y)` factor keeps it
     exact for soft targets. Shape of logits; [-1, 0, 1] for N4's huge logits, never NaN.
     """
+    logits, labels = _checked("softmax_cross_entropy", "logits", logits, "labels", labels)
     y = _as_one_hot(labels, logits)
     total = jnp.sum(y, axis=-1, keepdims=True)
     return (softmax(logits) * total - y) / _batch_size(logits)

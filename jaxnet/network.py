@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnet import losses as losses_lib
-from jaxnet._checks import check_positive, choose
+from jaxnet._checks import check_data, check_key, check_network_input, check_positive, choose, is_concrete
 from jaxnet.layers import Dense, Layer, activation_layer
 
 Params = Any
@@ -38,6 +38,10 @@ class Network(NamedTuple):
     - `apply(params, x) -> y`: pure, jittable and vmappable; x is (batch, *input_shape) or one example.
     - `forward(params, x) -> list`: [x, out_1, ..., out_L].
     - `backward(params, x, y, dy) -> (dparams, dx)`: hand-derived, recomputing the forward pass.
+
+    Called eagerly, `apply` and `forward` first check params against the layers and x's shape (a
+    ValueError / TypeError names the layer index and the expected and found shapes); under jit, vmap
+    or grad they check nothing, so compiled code is unchanged.
     """
 
     init: Callable[..., tuple[tuple[int, ...], Params]]
@@ -78,6 +82,7 @@ def serial(*layers: Layer, input_shape: tuple[int, ...] | None = None, name: str
             raise TypeError(f"layers[{i}]: expected a jaxnet Layer or Network, got {type(layer).__name__}")
 
     def init(key, input_shape_=None):
+        check_key("key", key, single=True)
         shape = input_shape if input_shape_ is None else tuple(input_shape_)
         if shape is None:
             raise ValueError("input_shape: this network has no default input shape; pass one, e.g. (2,)")
@@ -88,12 +93,16 @@ def serial(*layers: Layer, input_shape: tuple[int, ...] | None = None, name: str
         return shape, tuple(params)
 
     def forward(params, x):
+        if is_concrete((params, x)):  # eager calls only: nothing is added to traced code
+            check_network_input(net, params, x, batched=False)
         outputs = [x]
         for layer, p in zip(layers, params):
             outputs.append(layer.apply(p, outputs[-1]))
         return outputs
 
     def apply(params, x):
+        if is_concrete((params, x)):
+            check_network_input(net, params, x, batched=False)
         for layer, p in zip(layers, params):
             x = layer.apply(p, x)
         return x
@@ -103,7 +112,8 @@ def serial(*layers: Layer, input_shape: tuple[int, ...] | None = None, name: str
         return _backward_through(layers, params, forward(params, x), dy)
 
     label = name or " -> ".join(layer.name for layer in layers)
-    return Network(init, apply, backward, forward, tuple(layers), input_shape, label)
+    net = Network(init, apply, backward, forward, tuple(layers), input_shape, label)
+    return net
 
 
 def mlp(
@@ -159,9 +169,15 @@ def backprop(
         (loss_value, grads): a scalar and a pytree with exactly the structure, shapes and dtypes of
         params. These are the true gradients of the mean loss (the tutorial's are these / batch size).
 
+    Raises:
+        ValueError / TypeError (eager calls; skipped under jit/vmap): params that do not fit the
+            network, x or y of the wrong shape or dtype, labels out of range, non-finite data.
+
     Source: Deep Learning from Scratch 5.7; the delta equations BP1-BP4 (Nielsen, ch. 2).
     """
     loss_fn = losses_lib.get(loss)
+    if is_concrete((params, x, y)):
+        x, y = check_data(net, params, x, y, loss_fn)
     outputs = net.forward(params, x)
     grads, _ = _backward_through(net.layers, params, outputs, loss_fn.grad(outputs[-1], y))
     return loss_fn.value(outputs[-1], y), grads
@@ -172,9 +188,11 @@ def autodiff(
 ) -> tuple[jax.Array, Params]:
     """Loss value and gradient by `jax.value_and_grad` of `loss(net.apply(params, x), y)`.
 
-    The independent route against which `backprop` is checked; same signature and outputs.
+    The independent route against which `backprop` is checked; same signature, outputs and errors.
     """
     loss_fn = losses_lib.get(loss)
+    if is_concrete((params, x, y)):
+        x, y = check_data(net, params, x, y, loss_fn)
     return jax.value_and_grad(lambda p: loss_fn.value(net.apply(p, x), y))(params)
 
 
@@ -182,5 +200,12 @@ GRADIENTS: dict[str, Callable] = {"backprop": backprop, "autodiff": autodiff}
 
 
 def gradient_fn(grad: str | Callable) -> Callable:
-    """The gradient route named `grad` ('backprop' or 'autodiff'), or a callable with their signature."""
-    return choose("gradient route", "grad", grad, GRADIENTS)
+    """The gradient route named `grad` ('backprop' or 'autodiff'), or a callable with their signature.
+
+    Raises: ValueError for an unknown name (lists the valid ones), TypeError for anything else.
+    """
+    found = choose("gradient route", "grad", grad, GRADIENTS)
+    if not callable(found):
+        raise TypeError(f"grad: expected 'backprop', 'autodiff' or a callable (net, params, x, y, loss) -> "
+                        f"(loss, grads), got {type(grad).__name__}")
+    return found

@@ -11,15 +11,17 @@ update); Deep Learning from Scratch 4.5 and 5.7.4.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxnet import losses as losses_lib
 from jaxnet import metrics
-from jaxnet._checks import as_float_array, check_key, check_positive
+from jaxnet._checks import (as_float_array, check_data, check_finite_tree, check_key, check_opt_state,
+                            check_positive)
 from jaxnet.network import Network, gradient_fn
 from jaxnet.optim import learning_rate_of
 
@@ -84,34 +86,52 @@ def fit(
         NaN when the optimizer state does not expose it), and 'val_loss', 'val_accuracy' when
         validation data is given; plus the scalar 'diverged_epoch' (int32).
 
-    Raises:
-        ValueError / TypeError: bad epochs, batch size, shapes, dtypes, loss or gradient names, or a
-            missing key, each naming the argument.
+    Raises (eagerly, before anything is compiled; each message names the argument, the expected and
+    the received value or shape):
+        TypeError: net not a Network, optimizer not an optax transformation, x (or a params leaf) not
+            floating point, params of mixed float dtypes, x or floating y of another dtype than the
+            params, non-numeric y, a key that is not a PRNG key, a non-int epochs or batch_size.
+        ValueError: unknown loss or gradient names (listing the valid ones); params that do not fit
+            the network (wrong number of layer entries, other keys, a W of another shape: the layer
+            index and both shapes are named); x whose features do not fit the network; an empty x;
+            y with another number of rows or another shape than the network's output (no silent
+            broadcasting); class labels outside [0, classes) (softmax_cross_entropy) or targets
+            outside [0, 1] (binary cross-entropies); NaN or infinity in x, y or params; epochs or
+            batch_size < 1, batch_size > n, a missing key for minibatches or a batch of keys; an
+            opt_state that does not match `optimizer.init(params)`; validation_data that is not a
+            pair or fails the same checks as (x, y). Value checks (ranges, finiteness) are skipped
+            for traced arguments (under jit/vmap); shape and dtype checks are not.
     """
+    if not isinstance(net, Network):
+        raise TypeError(f"net: expected a jaxnet Network (from mlp or serial), got {type(net).__name__}")
     loss_fn = losses_lib.get(loss)
     grad_fn = gradient_fn(grad)
     check_positive("epochs", epochs, integer=True)
-    x = as_float_array("x", x)
-    y = jnp.asarray(y)
-    if y.shape[:1] != x.shape[:1]:
-        raise ValueError(f"y: expected {x.shape[0]} rows to match x {tuple(x.shape)}, got shape {tuple(y.shape)}")
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(f"optimizer: expected an optax GradientTransformation, got {type(optimizer).__name__}")
+    x, y = check_data(net, params, x, y, loss_fn, same_dtype=True)
+    check_finite_tree("params", params)
     n = x.shape[0]
-    if n == 0:
-        raise ValueError("x: expected at least one example, got an empty array")
     if batch_size is not None:
         check_positive("batch_size", batch_size, integer=True)
         if batch_size > n:
             raise ValueError(f"batch_size: expected at most the number of examples {n}, got {batch_size}")
         if key is None:
             raise ValueError("key: minibatch training shuffles every epoch and needs a PRNG key")
-        check_key("key", key)
-    if not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError(f"optimizer: expected an optax GradientTransformation, got {type(optimizer).__name__}")
+    if key is not None:
+        check_key("key", key, single=True)
     if opt_state is None:
         opt_state = optimizer.init(params)
+    else:
+        check_opt_state("opt_state", opt_state, optimizer, params)
     extra_args = isinstance(optimizer, optax.GradientTransformationExtraArgs)
-    val = None if validation_data is None else (as_float_array("validation_data[0]", validation_data[0]),
-                                                jnp.asarray(validation_data[1]))
+    val = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError(f"validation_data: expected a pair (x_val, y_val), got {type(validation_data).__name__}"
+                             + (f" of length {len(validation_data)}" if hasattr(validation_data, "__len__") else ""))
+        val = check_data(net, params, *validation_data, loss_fn, x_name="validation_data[0]",
+                         y_name="validation_data[1]", same_dtype=True)
     params, opt_state, history = _run(
         params, opt_state, x, y, key, val,
         net=net, loss_fn=loss_fn, grad_fn=grad_fn, update=optimizer.update, extra_args=extra_args,
@@ -197,9 +217,49 @@ def evaluate(net: Network, params: Params, x: jax.Array, y: jax.Array, loss: str
 
     Returns:
         {"loss": scalar, "accuracy": scalar in [0, 1]} as jax arrays.
+
+    Raises:
+        ValueError / TypeError: as `fit` for params, x and y (shapes, dtypes, labels, finiteness).
     """
     loss_fn = losses_lib.get(loss)
+    x, y = check_data(net, params, x, y, loss_fn)
     y_pred = predict(net, params, x)
-    y = jnp.asarray(y)
     return {"loss": loss_fn.value(y_pred, y), "accuracy": metrics.accuracy(y_pred, y, from_logits=loss_fn.from_logits)}
 
+
+
+def divergence_warning(history: Mapping, label: str = "training") -> str | None:
+    """A one-line warning naming the epoch at which a run diverged, or None if it did not.
+
+    Experiments print it after `fit`, so a run whose loss became NaN or infinite never passes silently.
+
+    Args:
+        history: `fit`'s history (or a stacked one from `jax.vmap(fit)`, whose 'diverged_epoch' has
+            one entry per run).
+        label: what to call the run in the message (e.g. the experiment's name).
+
+    Returns:
+        None when 'diverged_epoch' is -1 everywhere; otherwise e.g. "warning: xor diverged at epoch
+        12 of 50 (non-finite loss or params): training stopped there, the returned params are the
+        last finite ones and the later losses are NaN", or for stacked runs "warning: xor: 3 of 100
+        runs diverged (runs [4, 17, 60], first at epoch 2) ...".
+
+    Raises:
+        ValueError: history has no 'diverged_epoch' entry (not from `fit`).
+    """
+    if "diverged_epoch" not in history:
+        raise ValueError(f"history: expected fit's history with a 'diverged_epoch' entry, got keys {sorted(history)}")
+    epochs = np.asarray(history["diverged_epoch"]).reshape(-1)
+    n_epochs = np.shape(history["loss"])[-1] if "loss" in history else None
+    diverged = np.flatnonzero(epochs >= 0)
+    if diverged.size == 0:
+        return None
+    of = f" of {n_epochs}" if n_epochs is not None else ""
+    tail = ("training stopped there, the returned params are the last finite ones and the later losses "
+            "are NaN; lower the learning rate")
+    if np.ndim(history["diverged_epoch"]) == 0:
+        return f"warning: {label} diverged at epoch {int(epochs[0])}{of} (non-finite loss or params): {tail}"
+    runs = diverged.tolist()
+    shown = runs if len(runs) <= 8 else runs[:8] + ["..."]
+    return (f"warning: {label}: {len(runs)} of {epochs.size} runs diverged (runs {shown}, first at epoch "
+            f"{int(epochs[diverged].min())}{of}, non-finite loss or params): {tail}")

@@ -32,7 +32,7 @@ __all__ = [
 def __getattr__(name):
     # Lazy submodules: `jaxnet.plot` (matplotlib) and the others below
     # are imported on first use, so `import jaxnet` stays light.
-    if name in ("plot", "reference", "checkpoint", "ensemble"):
+    if name in ("plot", "reference", "checkpoint", "ensemble", "distributed"):
         import importlib
 
         return importlib.import_module(f"jaxnet.{name}")

@@ -141,7 +141,10 @@ def fit(
 
 
 def _all_finite(tree) -> jax.Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+    """True when every entry of every leaf is finite. `sum(leaf * 0)` is NaN exactly when the leaf
+    holds a NaN or an infinity (and 0 otherwise: it cannot overflow), so one fused multiply-add
+    reduction per leaf replaces an isfinite, an all and a stack (measured ~15% of a W3 step)."""
+    return jnp.isfinite(sum(jnp.sum(leaf * 0) for leaf in jax.tree.leaves(tree)))
 
 
 @functools.partial(
@@ -194,7 +197,8 @@ def _minibatch_epoch(step, carry, x, y, key, batch_size):
     perm = jax.random.permutation(key, n)
     n_full = n // batch_size
     idx = perm[: n_full * batch_size].reshape(n_full, batch_size)
-    carry, losses = jax.lax.scan(step, carry, (x[idx], y[idx]))
+    # gather each batch inside its step: no (n, ...) shuffled copy of the data per epoch
+    carry, losses = jax.lax.scan(lambda c, i: step(c, (x[i], y[i])), carry, idx)
     total = jnp.sum(losses) * batch_size
     rest = n - n_full * batch_size
     if rest:

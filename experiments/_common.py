@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxnet import checkpoint
+
 
 def parser(name: str, description: str) -> argparse.ArgumentParser:
     """An argument parser with the options every experiment takes: --seed, --out and --quick."""
@@ -38,3 +40,22 @@ def write_metrics(out: Path, metrics: dict) -> Path:
     path = out / "metrics.json"
     path.write_text(json.dumps(_jsonable(metrics), indent=2) + "\n")
     return path
+
+
+def start_or_resume(args: argparse.Namespace, start: dict, optimizer: Any, config: dict) -> tuple[dict, dict, int]:
+    """Starting params, optimizer states and epochs already done for the runs in `start` (label -> params).
+
+    Fresh (`optimizer.init` of each) unless `args.resume`: then those saved in `OUT/checkpoint.npz` by
+    `save_runs`, whose config must equal `config` (`checkpoint.check_config` names what differs)."""
+    states = {label: optimizer.init(params) for label, params in start.items()}
+    if not args.resume:
+        return start, states, 0
+    saved = checkpoint.load(args.out / "checkpoint.npz", like=start, opt_state_like=states)
+    checkpoint.check_config(saved.config, config)
+    return saved.params, saved.opt_state, saved.config["epochs"]
+
+
+def save_runs(args: argparse.Namespace, params: dict, states: dict, config: dict, epochs_total: int) -> None:
+    """Save the runs' params and optimizer states (label -> tree) to `OUT/checkpoint.npz` for `--resume`."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(args.out / "checkpoint.npz", params, opt_state=states, config={**config, "epochs": epochs_total})

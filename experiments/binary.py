@@ -15,8 +15,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from experiments._common import parser, write_metrics
-from jaxnet import checkpoint, data, evaluate, fit, mlp, optim, plot
+from experiments._common import parser, save_runs, start_or_resume, write_metrics
+from jaxnet import data, evaluate, fit, mlp, optim, plot
 from jaxnet.train import divergence_warning
 
 EPOCHS, LEARNING_RATE, N = 2000, 0.5, 1000
@@ -39,13 +39,8 @@ def main(argv: list[str] | None = None) -> dict:
     config = {"experiment": "binary", "layer_sizes": [2, 8, 4, 1], "activation": "sigmoid",
               "loss": "binary_crossentropy", "optimizer": "sgd", "learning_rate": LEARNING_RATE, "seed": args.seed,
               "n_train": N}
-    start = {"true_gradient": params0, "tutorial_scaling": params0}
-    states, done = {label: optimizer.init(params0) for label in start}, 0
-    path = args.out / "checkpoint.npz"
-    if args.resume:
-        saved = checkpoint.load(path, like=start, opt_state_like=states)
-        checkpoint.check_config(saved.config, config)
-        start, states, done = saved.params, saved.opt_state, saved.config["epochs"]
+    start, states, done = start_or_resume(
+        args, {"true_gradient": params0, "tutorial_scaling": params0}, optimizer, config)
     runs = {}
     for label, scaling in (("true_gradient", False), ("tutorial_scaling", True)):
         params, states[label], history = fit(net, start[label], x, y, loss="binary_crossentropy",
@@ -54,8 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
         if (warning := divergence_warning(history, f"binary ({label})")):
             print(warning)
         runs[label] = (params, history, evaluate(net, params, x_test, y_test, "binary_crossentropy"))
-    args.out.mkdir(parents=True, exist_ok=True)
-    checkpoint.save(path, {k: r[0] for k, r in runs.items()}, opt_state=states, config={**config, "epochs": done + epochs})
+    save_runs(args, {k: r[0] for k, r in runs.items()}, states, config, done + epochs)
 
     params, history, _ = runs["true_gradient"]
     fig, axes = plot.figure(2, 2, size=(9, 8))

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import parser, write_metrics
-from jaxnet import checkpoint, data, fit, mlp, optim, plot
+from experiments._common import parser, save_runs, start_or_resume, write_metrics
+from jaxnet import data, fit, mlp, optim, plot
 from jaxnet.train import divergence_warning
 
 EPOCHS, LEARNING_RATE, SEEDS = 5000, 1.0, 100
@@ -48,22 +48,15 @@ def main(argv: list[str] | None = None) -> dict:
     config = {"experiment": "xor", "layer_sizes": [2, 4, 1], "activation": "sigmoid", "loss": "mse",
               "optimizer": "sgd", "learning_rate": LEARNING_RATE, "seed": args.seed}
     _, params0 = net.init(key)
-    start = {"true_gradient": params0, "tutorial_scaling": params0}
-    states, done = {label: optimizer.init(params0) for label in start}, 0
-    path = args.out / "checkpoint.npz"
-    if args.resume:
-        saved = checkpoint.load(path, like=start, opt_state_like=states)
-        checkpoint.check_config(saved.config, config)
-        start, states, done = saved.params, saved.opt_state, saved.config["epochs"]
+    start, states, done = start_or_resume(
+        args, {"true_gradient": params0, "tutorial_scaling": params0}, optimizer, config)
     runs = {}
     for label, scaling in (("true_gradient", False), ("tutorial_scaling", True)):
         runs[label] = fit(net, start[label], x, y, loss="mse", optimizer=optimizer, epochs=epochs,
                           tutorial_scaling=scaling, opt_state=states[label], return_opt_state=True)
         if (warning := divergence_warning(runs[label][2], f"xor ({label})")):
             print(warning)
-    args.out.mkdir(parents=True, exist_ok=True)
-    checkpoint.save(path, {k: r[0] for k, r in runs.items()}, opt_state={k: r[1] for k, r in runs.items()},
-                    config={**config, "epochs": done + epochs})
+    save_runs(args, {k: r[0] for k, r in runs.items()}, {k: r[1] for k, r in runs.items()}, config, done + epochs)
     params, _, history = runs["true_gradient"]
     history_tutorial = runs["tutorial_scaling"][2]
     predictions = np.asarray(net.apply(params, x)).ravel()

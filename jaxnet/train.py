@@ -20,8 +20,8 @@ import optax
 
 from jaxnet import losses as losses_lib
 from jaxnet import metrics
-from jaxnet._checks import (as_float_array, check_data, check_finite_tree, check_key, check_opt_state,
-                            check_positive)
+from jaxnet._checks import (all_finite, as_float_array, check_data, check_finite_tree, check_key,
+                            check_opt_state, check_positive)
 from jaxnet.network import Network, gradient_fn
 from jaxnet.optim import learning_rate_of
 
@@ -140,13 +140,6 @@ def fit(
     return (params, opt_state, history) if return_opt_state else (params, history)
 
 
-def _all_finite(tree) -> jax.Array:
-    """True when every entry of every leaf is finite. `sum(leaf * 0)` is NaN exactly when the leaf
-    holds a NaN or an infinity (and 0 otherwise: it cannot overflow), so one fused multiply-add
-    reduction per leaf replaces an isfinite, an all and a stack (measured ~15% of a W3 step)."""
-    return jnp.isfinite(sum(jnp.sum(leaf * 0) for leaf in jax.tree.leaves(tree)))
-
-
 @functools.partial(
     jax.jit,
     static_argnames=("net", "loss_fn", "grad_fn", "update", "extra_args", "epochs", "batch_size",
@@ -165,7 +158,7 @@ def _run(params, opt_state, x, y, key, val, *, net, loss_fn, grad_fn, update, ex
         else:
             updates, new_state = update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
-        ok = ~stopped & jnp.isfinite(loss) & _all_finite(new_params)
+        ok = ~stopped & jnp.isfinite(loss) & all_finite(new_params)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
         carry = (keep(new_params, params), keep(new_state, opt_state), ~ok)
         return carry, jnp.where(stopped, jnp.nan, loss)

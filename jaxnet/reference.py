@@ -110,6 +110,9 @@ def backward(weights, activations, z_values, y, loss="mse", activation="sigmoid"
 
 
 class TrainResult(NamedTuple):
+    """`train`'s result: final weights [(n_in, n_out)...] and biases [(n_out,)...] (numpy, the run's
+    dtype), and the per-epoch losses (epochs,), each recorded before that epoch's update."""
+
     weights: list
     biases: list
     losses: np.ndarray

@@ -14,8 +14,10 @@ Importing jaxnet imports neither matplotlib nor scikit-learn (see `jaxnet.plot`,
 
 from jaxnet import activations, data, initializers, layers, losses, metrics, optim
 from jaxnet.gradcheck import GradcheckReport, gradcheck
-from jaxnet.layers import Dense, Identity, Layer, Relu, Sigmoid, Softmax, Tanh, activation_layer
-from jaxnet.network import Network, autodiff, backprop, mlp, serial
+from jaxnet import nn
+from jaxnet.nn import (ActivationLayer, BatchNorm, Dense, Dropout, Identity, Layer, Network, Relu, Sigmoid, Softmax,
+                       Tanh, activation_layer, mlp, serial)
+from jaxnet.network import autodiff, backprop
 from jaxnet.train import evaluate, fit, predict
 
 __version__ = "0.1.0"
@@ -23,7 +25,8 @@ __version__ = "0.1.0"
 __all__ = [
     "activations", "data", "initializers", "layers", "losses", "metrics", "optim",
     "GradcheckReport", "gradcheck",
-    "Dense", "Identity", "Layer", "Relu", "Sigmoid", "Softmax", "Tanh", "activation_layer",
+    "nn", "ActivationLayer", "BatchNorm", "Dense", "Dropout", "Identity", "Layer", "Relu", "Sigmoid", "Softmax",
+    "Tanh", "activation_layer",
     "Network", "autodiff", "backprop", "mlp", "serial",
     "evaluate", "fit", "predict",
 ]

@@ -15,6 +15,7 @@ import optax
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jaxnet.nn import activations as nn_activations
 
 from jaxnet import (Dense, activations, autodiff, backprop, checkpoint, data, evaluate, fit, gradcheck, initializers, layers,
                     losses, mlp, network, optim, serial)
@@ -173,7 +174,7 @@ def test_bad_input_gets_a_clear_error(name):
 
 def test_unknown_names_list_exactly_the_valid_ones():
     tables = [
-        (lambda: mlp([2, 1], activation="?"), layers._BY_NAME),
+        (lambda: mlp([2, 1], activation="?"), nn_activations._RULES),
         (lambda: losses.get("?"), losses.LOSSES),
         (lambda: optim.optimizer("?", 0.1), optim.OPTAX_OPTIMIZERS),
         (lambda: initializers.get("?"), initializers.INITIALIZERS),

@@ -4,6 +4,8 @@ the book's optimizers (Deep Learning from Scratch, common/optimizer.py), hand-co
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import jax
@@ -504,18 +506,23 @@ def test_fit_compiles_once_per_shape_with_each_optimizer_and_the_plateau_decay(n
 def _square_net():
     """One weight w with output w * x: the MSE against target 0 at x = 1 is f(w) = w^2."""
 
-    def init(key, input_shape):
-        del key
-        return input_shape, {"w": jnp.array(2.0)}
+    return serial(_Scale(), input_shape=(1,))
 
-    def apply(params, x):
+
+@dataclasses.dataclass(frozen=True)
+class _Scale(Layer):
+    """y = w x with one weight w (a layer written against jaxnet's layer contract)."""
+
+    def init(self, key, input_shape):
+        del key
+        return tuple(input_shape), {"w": jnp.array(2.0)}
+
+    def apply(self, params, x, **_):
         return params["w"] * x
 
-    def backward(params, x, y, dy):
+    def backward(self, params, x, y, dy, **_):
         del y
         return {"w": jnp.sum(x * dy)}, params["w"] * dy
-
-    return serial(Layer(init, apply, backward, "scale"), input_shape=(1,))
 
 
 def test_j2_vmapped_learning_rates_and_static_epochs():

@@ -37,8 +37,9 @@ def train_seeds(net: Network, key: jax.Array, n_seeds: int, train: tuple, test: 
         'diverged_epoch' (n_seeds,).
     """
     init_keys, shuffle_keys = jax.vmap(jax.random.split, out_axes=1)(jax.random.split(key, n_seeds))
-    return fit_ensemble(net, *train, keys=init_keys, shuffle_keys=shuffle_keys, loss=loss, optimizer=optimizer,
-                        hyperparams=hyperparams, epochs=epochs, batch_size=batch_size, validation_data=test)
+    result = fit_ensemble(net, *train, keys=init_keys, key=shuffle_keys, loss=loss, optimizer=optimizer,
+                          hyperparams=hyperparams, epochs=epochs, batch_size=batch_size, validation_data=test)
+    return result.params, result.history
 
 
 def warn_if_diverged(history: dict, name: str) -> None:

@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> dict:
         args, {"true_gradient": params0, "tutorial_scaling": params0}, optimizer, config)
     runs = {}
     for label, scaling in (("true_gradient", False), ("tutorial_scaling", True)):
-        params, states[label], history = fit(net, start[label], x, y, loss="binary_crossentropy",
+        params, _, states[label], history = fit(net, start[label], x, y, loss="binary_crossentropy",
                                              optimizer=optimizer, epochs=epochs, tutorial_scaling=scaling,
-                                             opt_state=states[label], return_opt_state=True)
+                                             opt_state=states[label])
         if (warning := divergence_warning(history, f"binary ({label})")):
             print(warning)
         runs[label] = (params, history, evaluate(net, params, x_test, y_test, "binary_crossentropy"))

@@ -40,7 +40,7 @@ def train(net, x, y, key, epochs, plateau):
     rate (the same chain with a patience that cannot be reached in `epochs`)."""
     _, params = net.init(key)
     opt = optim.optimizer("sgd", LEARNING_RATE, plateau=(FACTOR, PATIENCE if plateau else epochs + 1))
-    _, state, history = fit(net, params, x, y, loss="mse", optimizer=opt, epochs=epochs, return_opt_state=True)
+    _, _, state, history = fit(net, params, x, y, loss="mse", optimizer=opt, epochs=epochs)
     return history, optim.decays(history, state)
 
 

@@ -69,7 +69,7 @@ def digits_comparison(key: jax.Array, epochs: int):
     _, params = net.init(k_init)
     results = {}
     for name, lr in DIGITS_RATES.items():
-        trained, history = fit(net, params, x_train, y_train, loss="softmax_cross_entropy", batch_size=BATCH,
+        trained, _, _, history = fit(net, params, x_train, y_train, loss="softmax_cross_entropy", batch_size=BATCH,
                                key=k_batches, optimizer=optim.optimizer(name, lr, book=True), epochs=epochs)
         results[name] = (history, evaluate(net, trained, x_test, y_test, "softmax_cross_entropy"))
     return results

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     init_keys, shuffle_keys = (jax.random.split(k, n_seeds) for k in jax.random.split(jax.random.key(args.seed)))
 
     start = time.perf_counter()
-    _, history = fit_ensemble(net, x_train, y_train, keys=init_keys, shuffle_keys=shuffle_keys,
+    _, _, _, history = fit_ensemble(net, x_train, y_train, keys=init_keys, key=shuffle_keys,
                               loss="softmax_cross_entropy", hyperparams={"learning_rate": LEARNING_RATE},
                               epochs=epochs, batch_size=BATCH_SIZE, validation_data=(x_test, y_test),
                               chunk_size=16, progress="seeds")

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
     x_tr, y_tr, x_te, y_te = load(args.dataset, args.seed, 512 if args.quick else 2048)
     net = mlp([x_tr.shape[1], args.hidden, 10], activation="relu", output_activation="identity")
     start = time.perf_counter()
-    params, history = distributed.fit_multihost(
+    params, _, _, history = distributed.fit_multihost(
         net, x_tr, y_tr, coordinator_address=None, seed=args.seed, loss="softmax_cross_entropy",
         optimizer=optim.sgd(args.learning_rate), epochs=epochs, batch_size=args.batch_size)
     seconds = time.perf_counter() - start

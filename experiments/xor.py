@@ -53,12 +53,12 @@ def main(argv: list[str] | None = None) -> dict:
     runs = {}
     for label, scaling in (("true_gradient", False), ("tutorial_scaling", True)):
         runs[label] = fit(net, start[label], x, y, loss="mse", optimizer=optimizer, epochs=epochs,
-                          tutorial_scaling=scaling, opt_state=states[label], return_opt_state=True)
-        if (warning := divergence_warning(runs[label][2], f"xor ({label})")):
+                          tutorial_scaling=scaling, opt_state=states[label])
+        if (warning := divergence_warning(runs[label].history, f"xor ({label})")):
             print(warning)
-    save_runs(args, {k: r[0] for k, r in runs.items()}, {k: r[1] for k, r in runs.items()}, config, done + epochs)
-    params, _, history = runs["true_gradient"]
-    history_tutorial = runs["tutorial_scaling"][2]
+    save_runs(args, {k: r.params for k, r in runs.items()}, {k: r.opt_state for k, r in runs.items()}, config, done + epochs)
+    params, history = runs["true_gradient"].params, runs["true_gradient"].history
+    history_tutorial = runs["tutorial_scaling"].history
     predictions = np.asarray(net.apply(params, x)).ravel()
     for xi, p in zip(np.asarray(x), predictions):
         print(f"  xor({int(xi[0])}, {int(xi[1])}) = {p:.4f}")
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     keys = jax.random.split(jax.random.fold_in(key, 1), SEEDS)
     counts = {}
     for label, scaling in (("true_gradient", False), ("tutorial_scaling", True)):
-        stacked, sweep = jax.vmap(lambda k: train(net, k, x, y, epochs, scaling))(keys)
+        stacked, _, _, sweep = jax.vmap(lambda k: train(net, k, x, y, epochs, scaling))(keys)
         if (warning := divergence_warning(sweep, f"xor seed sweep ({label})")):
             print(warning)
         counts[label] = int(jnp.sum(jax.vmap(lambda p: solved(net, p, x, y))(stacked)))

@@ -43,7 +43,7 @@ def sweep_hidden_size(hidden: int, seed_keys: jax.Array, x, y, epochs: int) -> d
     net = mlp([2, hidden, 1], activation="sigmoid")
     keys = seed_keys[np.tile(np.arange(n_seeds), len(LEARNING_RATES))]
     rates = jnp.asarray(np.repeat(LEARNING_RATES, n_seeds))
-    params, history = fit_ensemble(net, x, y, keys=keys, loss="mse", hyperparams={"learning_rate": rates},
+    params, _, _, history = fit_ensemble(net, x, y, keys=keys, loss="mse", hyperparams={"learning_rate": rates},
                                    epochs=epochs, history="last", chunk_size=CHUNK, progress=f"hidden {hidden}")
     correct = jax.vmap(lambda p: jnp.all((net.apply(p, x) > 0.5) == (y > 0.5)))(params)
     shape = (len(LEARNING_RATES), n_seeds)

@@ -82,9 +82,10 @@ def check_finite(name: str, arr: Any) -> None:
     """
     if not _inspectable(arr) or not jnp.issubdtype(jnp.result_type(arr), jnp.inexact):
         return
-    if bool(_all_finite(arr)):
-        return
-    finite = jnp.isfinite(arr)
+    with jax.ensure_compile_time_eval():  # concrete values stay concrete inside a user's jit trace
+        if bool(_all_finite(arr)):
+            return
+        finite = jnp.isfinite(arr)
     if not bool(jnp.all(finite)):
         bad = np.argwhere(~np.asarray(finite))
         where = f", the first at index {tuple(int(i) for i in bad[0])}" if np.ndim(arr) else ""

@@ -114,7 +114,8 @@ def fit_multihost(
         **fit_kwargs: `fit` arguments: loss, optimizer, epochs, batch_size, validation_data, ...
 
     Returns:
-        `(params, history)` as numpy arrays (this process's copy; every process gets the same values).
+        `fit`'s `FitResult(params, state, opt_state, history)` as numpy arrays (this process's copy;
+        every process gets the same values).
 
     Raises:
         As `initialize` and `fit`.
@@ -127,7 +128,7 @@ def fit_multihost(
         raise TypeError(f"seed: expected an int, got {seed!r}")
     init_key, shuffle_key = jax.random.split(jax.random.key(int(seed)))
     _, params = net.init(init_key, np.shape(x)[1:])
-    if fit_kwargs.get("batch_size") is None:
+    if fit_kwargs.get("batch_size") is None and not net.is_random:
         shuffle_key = None
     out = fit_data_parallel(net, params, x, y, mesh=device_mesh("data"), key=shuffle_key, **fit_kwargs)
     return local_copy(out)

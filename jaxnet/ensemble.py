@@ -33,6 +33,7 @@ Krizhevsky, "One weird trick for parallelizing convolutional neural networks" (2
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import sys
@@ -176,6 +177,8 @@ def _build_optimizer(config: _Config, member_leaves) -> optax.GradientTransforma
     for i, value in zip(config.hyper_member, member_leaves):
         leaves[i] = value
     hyper = jax.tree.unflatten(config.hyper_treedef, leaves)
+    if isinstance(config.optimizer, optax.GradientTransformation):
+        return config.optimizer
     if isinstance(config.optimizer, str):
         hyper = dict(hyper)
         return optim.optimizer(config.optimizer, hyper.pop("learning_rate"), **hyper)
@@ -188,12 +191,12 @@ def _fit_members(params, hyper, shuffle_keys, x, y, val, *, config: _Config):
 
     def one(p, member_hyper, shuffle_key):
         tx = _build_optimizer(config, member_hyper)
-        p, history = fit(config.net, p, x, y, loss=config.loss, optimizer=tx, epochs=config.epochs,
-                         grad=config.grad, batch_size=config.batch_size, key=shuffle_key,
-                         validation_data=val, tutorial_scaling=config.tutorial_scaling)
+        result = fit(config.net, p, x, y, loss=config.loss, optimizer=tx, epochs=config.epochs,
+                     grad=config.grad, batch_size=config.batch_size, key=shuffle_key,
+                     validation_data=val, tutorial_scaling=config.tutorial_scaling)
         if config.history == "last":
-            history = {k: (v if v.ndim == 0 else v[-1]) for k, v in history.items()}
-        return p, history
+            result = result._replace(history={k: (v if v.ndim == 0 else v[-1]) for k, v in result.history.items()})
+        return result
 
     in_axes = (0, 0, None if config.shared_shuffle else 0)
     out = jax.vmap(one, in_axes=in_axes)(params, hyper, shuffle_keys)
@@ -268,11 +271,12 @@ def fit_ensemble(
     keys: jax.Array | None = None,
     params: Params | None = None,
     loss: str | losses_lib.Loss,
-    optimizer: str | Callable[..., optax.GradientTransformation] = "sgd",
+    optimizer: str | Callable[..., optax.GradientTransformation] | optax.GradientTransformation = "sgd",
     hyperparams: Mapping[str, Any] | None = None,
     epochs: int,
     grad: str | Callable = "backprop",
     batch_size: int | None = None,
+    key: jax.Array | None = None,
     shuffle_keys: jax.Array | None = None,
     validation_data: tuple[jax.Array, jax.Array] | None = None,
     tutorial_scaling: bool = False,
@@ -316,13 +320,16 @@ def fit_ensemble(
         keys: (N,) PRNG keys (typed, from `jax.random.split`, or raw uint32 (N, 2)), one per member.
         params: instead of keys, stacked initial params: net's params pytree with a leading axis N.
         loss: loss name or `jaxnet.losses.Loss` (shared).
-        optimizer: a `jaxnet.optim.optimizer` name ('sgd', 'momentum', 'adam', ...), or a callable
-            taking the hyperparameters as keyword arguments and returning an optax transformation.
+        optimizer: a `jaxnet.optim.optimizer` name ('sgd', 'momentum', 'adam', ...), a callable
+            taking the hyperparameters as keyword arguments and returning an optax transformation, or
+            an optax transformation shared by every member (then no hyperparams).
         hyperparams: dict of optimizer arguments; for a name it must contain 'learning_rate'.
         epochs: epochs per member (static). grad: 'backprop' or 'autodiff'.
         batch_size: minibatch size (as in `fit`), or None for full batch.
-        shuffle_keys: with `batch_size`: one PRNG key shared by all members (same batch order), or (N,)
-            keys, member i shuffling with `shuffle_keys[i]` (as `fit(..., key=shuffle_keys[i])`).
+        key: the training key, as `fit`'s `key` (minibatch shuffles, Dropout masks): one PRNG key shared
+            by all members (same batch order and masks, as `fit(..., key=key)` for each), or (N,) keys,
+            member i training with `key[i]`. Required for minibatches and networks with Dropout.
+        shuffle_keys: the former name of `key` (deprecated; pass one or the other).
         validation_data: optional shared (x_val, y_val), as in `fit`.
         tutorial_scaling: as in `fit`.
         history: 'full' (each entry (N, epochs), as `fit` stacked) or 'last' (each entry (N,): the last
@@ -334,9 +341,9 @@ def fit_ensemble(
             give each process its own keys: members need no communication.
 
     Returns:
-        `(params, history)`: params stacked with a leading axis N (leaf shapes (N, *leaf.shape));
-        history a dict like `fit`'s with a leading axis N ('loss', 'learning_rate', ... of shape
-        (N, epochs), or (N,) with history='last'; 'diverged_epoch' (N,) int32). Use `member(tree, i)`.
+        A `FitResult(params, state, opt_state, history)` as `fit`'s, each field stacked with a leading
+        axis N (leaf shapes (N, *leaf.shape)); history entries 'loss', 'learning_rate', ... of shape
+        (N, epochs), or (N,) with history='last'; 'diverged_epoch' (N,) int32. Use `member(tree, i)`.
 
     Raises:
         ValueError: neither or both of keys and params; member counts that disagree (naming the
@@ -347,9 +354,9 @@ def fit_ensemble(
         >>> net = jaxnet.mlp([2, 4, 1], "sigmoid")
         >>> x, y = jaxnet.data.xor()
         >>> keys = jax.random.split(jax.random.key(0), 256)
-        >>> params, hist = fit_ensemble(net, x, y, keys=keys, loss="mse",
-        ...                             hyperparams={"learning_rate": 1.0}, epochs=5000)
-        >>> p7 = member(params, 7)    # the network trained from keys[7]
+        >>> result = fit_ensemble(net, x, y, keys=keys, loss="mse",
+        ...                       hyperparams={"learning_rate": 1.0}, epochs=5000)
+        >>> p7 = member(result.params, 7)    # the network trained from keys[7]
     """
     if not isinstance(net, Network):
         raise TypeError(f"net: expected a jaxnet Network (e.g. jaxnet.mlp([...])), got {type(net).__name__}")
@@ -360,9 +367,15 @@ def fit_ensemble(
     check_positive("epochs", epochs, integer=True)
     if history not in HISTORY_MODES:
         raise ValueError(f"history: expected one of {HISTORY_MODES}, got {history!r}")
-    if not (isinstance(optimizer, str) or callable(optimizer)):
-        raise TypeError(f"optimizer: expected an optimizer name or a callable returning an optax "
-                        f"transformation, got {type(optimizer).__name__}")
+    if not (isinstance(optimizer, (str, optax.GradientTransformation)) or callable(optimizer)):
+        raise TypeError(f"optimizer: expected an optimizer name, an optax transformation or a callable "
+                        f"returning one, got {type(optimizer).__name__}")
+    if isinstance(optimizer, optax.GradientTransformation) and hyperparams:
+        raise ValueError("hyperparams: an optax transformation carries its own hyperparameters; pass a name "
+                         "(e.g. 'sgd') or a callable to vary them per member")
+    if key is not None and shuffle_keys is not None:
+        raise ValueError("key, shuffle_keys: pass one of them (shuffle_keys is the former name of key)")
+    shuffle_keys = key if shuffle_keys is None else shuffle_keys
     losses_lib.get(loss)
     gradient_fn(grad)
     if mesh is not None:
@@ -399,20 +412,21 @@ def fit_ensemble(
         check_positive("batch_size", batch_size, integer=True)
         if batch_size > x.shape[0]:
             raise ValueError(f"batch_size: expected at most the number of examples {x.shape[0]}, got {batch_size}")
+    if batch_size is not None or net.is_random:
         if shuffle_keys is None:
-            raise ValueError("shuffle_keys: minibatch training shuffles every epoch; pass one PRNG key shared by "
+            raise ValueError("key: minibatch training (shuffles) and Dropout (masks) need a PRNG key; pass one shared by "
                              "all members or (N,) keys, e.g. jax.random.split(jax.random.key(1), N)")
     shared_shuffle = True
     if shuffle_keys is not None:
         if not _is_key_array(shuffle_keys) or _key_batch_ndim(shuffle_keys) not in (0, 1):
-            raise TypeError("shuffle_keys: expected one PRNG key or a 1-D array of them, "
+            raise TypeError("key: expected one PRNG key or a 1-D array of them, "
                             f"got {type(shuffle_keys).__name__} of shape {tuple(np.shape(shuffle_keys))}")
         if _key_batch_ndim(shuffle_keys) == 0:
-            check_key("shuffle_keys", shuffle_keys)
+            check_key("key", shuffle_keys)
         else:
             shared_shuffle = False
             if shuffle_keys.shape[0] != n:
-                raise ValueError(f"shuffle_keys: expected one key per member ({n}), got {shuffle_keys.shape[0]}")
+                raise ValueError(f"key: expected one key per member ({n}), got {shuffle_keys.shape[0]}")
 
     val = None
     if validation_data is not None:
@@ -515,20 +529,23 @@ def member(tree: Any, i: int) -> Any:
 # ----------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
-def _data_parallel_grad(mesh: Mesh, base: Any) -> Callable:
-    """`base`'s gradient route with the batch split over `mesh` (cached: one function per mesh, so
-    `fit`, which takes it as a static argument, compiles once)."""
-    grad = gradient_fn(base)
-    batch = NamedSharding(mesh, P(tuple(mesh.axis_names)))
+@dataclasses.dataclass(frozen=True)
+class _DataParallelGrad:
+    """`base`'s gradient route with each batch split over `mesh`. A frozen dataclass compared by value
+    (mesh and route), so `fit`, which takes the route as a static argument, compiles once per mesh."""
 
-    def data_parallel(net, params, xb, yb, loss_fn):
+    mesh: Mesh
+    base: Any
+
+    @property
+    def __name__(self) -> str:
+        return f"data_parallel_{getattr(gradient_fn(self.base), '__name__', 'grad')}"
+
+    def __call__(self, net, params, xb, yb, loss_fn, **kwargs):
+        batch = NamedSharding(self.mesh, P(tuple(self.mesh.axis_names)))
         xb = jax.lax.with_sharding_constraint(xb, batch)
         yb = jax.lax.with_sharding_constraint(yb, batch)
-        return grad(net, params, xb, yb, loss_fn)
-
-    data_parallel.__name__ = f"data_parallel_{getattr(grad, '__name__', 'grad')}"
-    return data_parallel
+        return gradient_fn(self.base)(net, params, xb, yb, loss_fn, **kwargs)
 
 
 def fit_data_parallel(
@@ -568,7 +585,7 @@ def fit_data_parallel(
         **fit_kwargs: every other `fit` argument (loss, optimizer, epochs, batch_size, ...).
 
     Returns:
-        As `fit`: `(params, history)` (or with opt_state), as global arrays replicated over the mesh;
+        As `fit`: a `FitResult(params, state, opt_state, history)` of global arrays replicated over the mesh;
         `local_copy` turns them into numpy arrays on any process.
 
     Raises:
@@ -578,7 +595,10 @@ def fit_data_parallel(
     optimizer = fit_kwargs.get("optimizer")
     if opt_state is None and isinstance(optimizer, optax.GradientTransformation):
         opt_state = optimizer.init(params)
-    params, opt_state, x, y, key, validation_data = replicate(
-        (params, opt_state, x, y, key, validation_data), mesh)
-    return fit(net, params, x, y, grad=_data_parallel_grad(mesh, grad), key=key, opt_state=opt_state,
+    state = fit_kwargs.pop("state", None)
+    if state is None:
+        state = net.init_state(np.shape(x)[1:])
+    params, state, opt_state, x, y, key, validation_data = replicate(
+        (params, state, opt_state, x, y, key, validation_data), mesh)
+    return fit(net, params, x, y, grad=_DataParallelGrad(mesh, grad), key=key, state=state, opt_state=opt_state,
                validation_data=validation_data, **fit_kwargs)

@@ -9,6 +9,8 @@ Source: Deep Learning from Scratch 5.7; the delta equations BP1-BP4 (Nielsen, ch
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from typing import Any, Callable
 
 import jax
@@ -76,4 +78,31 @@ def gradient_fn(grad: str | Callable) -> Callable:
     if not callable(found):
         raise TypeError(f"grad: expected 'backprop', 'autodiff' or a callable (net, params, x, y, loss) -> "
                         f"(loss, grads), got {type(grad).__name__}")
-    return found
+    if found in GRADIENTS.values() or _takes_mode(found):
+        return found
+    return _FiveArgumentRoute(found)
+
+
+def _takes_mode(fn: Callable) -> bool:
+    """True when `fn` accepts the keyword arguments state, key and train (or **kwargs)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    names = {p.name for p in params}
+    return any(p.kind is p.VAR_KEYWORD for p in params) or {"state", "key", "train"} <= names
+
+
+@dataclasses.dataclass(frozen=True)
+class _FiveArgumentRoute:
+    """A user's route written as `(net, params, x, y, loss) -> (loss, grads)`, from before networks had
+    state and randomness: fine for networks without them; compared by value (the wrapped function)."""
+
+    fn: Callable
+
+    def __call__(self, net, params, x, y, loss, *, state=None, key=None, train=False):
+        if net.has_state or (train and net.is_random):
+            raise TypeError(f"grad: {getattr(self.fn, '__name__', 'the route')} takes (net, params, x, y, loss) "
+                            f"only, but {net.name} has BatchNorm or Dropout; accept the keyword arguments "
+                            f"state, key and train and pass them to net.apply / net.forward")
+        return self.fn(net, params, x, y, loss)

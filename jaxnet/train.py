@@ -11,7 +11,7 @@ update); Deep Learning from Scratch 4.5 and 5.7.4.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,13 +19,58 @@ import numpy as np
 import optax
 
 from jaxnet import losses as losses_lib
-from jaxnet import metrics
+from jaxnet import metrics, optim
 from jaxnet._checks import (all_finite, as_float_array, check_data, check_finite_tree, check_key,
-                            check_opt_state, check_positive)
+                            check_opt_state, check_positive, float_dtype_of)
 from jaxnet.network import Network, gradient_fn
 from jaxnet.optim import learning_rate_of
 
 Params = Any
+
+
+class FitResult(NamedTuple):
+    """What `fit` returns.
+
+    params: the trained params (the input's structure, shapes and dtypes).
+    state: the network's state after training (BatchNorm running statistics; a tuple of empty dicts,
+        holding no arrays, for networks without state). Pass it to `predict`/`evaluate`/`net.apply`.
+    opt_state: the optimizer state after the last update (pass it back as `opt_state=` to resume).
+    history: dict of per-epoch arrays (see `fit`).
+    """
+
+    params: Params
+    state: Any
+    opt_state: Any
+    history: dict
+
+
+def epoch_keys(key: jax.Array, epochs: int) -> tuple[jax.Array, jax.Array]:
+    """The two independent key streams `fit` draws from `key`: `(shuffle_keys, dropout_keys)`, each
+    of shape (epochs,).
+
+    Epoch t shuffles with `jax.random.permutation(shuffle_keys[t], n)`; its step j (0-based, the
+    tail step last) gives the network the key `jax.random.fold_in(dropout_keys[t], j)`, which the
+    network folds per layer. Shuffling and dropout therefore never share a stream, and no key is
+    used twice. Derivation: `split(fold_in(key, 0), epochs)` and `split(fold_in(key, 1), epochs)`.
+    """
+    return (jax.random.split(jax.random.fold_in(key, 0), epochs),
+            jax.random.split(jax.random.fold_in(key, 1), epochs))
+
+
+def _optimizer_of(optimizer: Any, hyperparams: Mapping | None) -> optax.GradientTransformation:
+    """An optax transformation from `fit`'s optimizer argument: an optax object, or a name with
+    `hyperparams` (as `fit_ensemble`)."""
+    if isinstance(optimizer, str):
+        if not isinstance(hyperparams, Mapping) or "learning_rate" not in hyperparams:
+            raise ValueError(f"hyperparams: optimizer={optimizer!r} is a name and needs hyperparams with a "
+                             f"'learning_rate', e.g. hyperparams={{'learning_rate': 0.1}}")
+        return optim.optimizer(optimizer, **hyperparams)
+    if hyperparams is not None:
+        raise ValueError("hyperparams: only used with an optimizer name; an optax object carries its own")
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(f"optimizer: expected an optax GradientTransformation or an optimizer name "
+                        f"({', '.join(optim.OPTIMIZERS)}), got {type(optimizer).__name__}")
+    return optimizer
 
 
 def fit(
@@ -35,80 +80,93 @@ def fit(
     y: jax.Array,
     *,
     loss: str | losses_lib.Loss,
-    optimizer: optax.GradientTransformation,
+    optimizer: optax.GradientTransformation | str,
     epochs: int,
+    hyperparams: Mapping | None = None,
     grad: str | Callable = "backprop",
     batch_size: int | None = None,
     key: jax.Array | None = None,
+    state: Any = None,
     validation_data: tuple[jax.Array, jax.Array] | None = None,
     tutorial_scaling: bool = False,
     opt_state: Any = None,
-    return_opt_state: bool = False,
-):
+) -> FitResult:
     """Train `net` from `params` for `epochs` epochs in one jitted `lax.scan`.
 
-    Each step computes the loss and its gradient (`grad="backprop"`: the hand-derived delta
-    recursion; `"autodiff"`: `jax.grad`; both give the same run), then applies
-    `optimizer.update(grads, state, params, value=loss)` (the loss is passed as `value=` to
-    transformations that take extra arguments, such as a plateau schedule).
+    Each step computes the loss and its gradient in training mode (`grad="backprop"`: the
+    hand-derived delta recursion; `"autodiff"`: `jax.grad`; both give the same run), then applies
+    `optimizer.update(grads, opt_state, params, value=..., epoch_end=...)` and, for networks with
+    state (BatchNorm), `net.update_state` on the same batch with the same key.
 
     Full batch (`batch_size=None`): one step per epoch, and `history["loss"][t]` is the loss at the
-    start of epoch t, before its update (as the tutorial records it). Minibatches: each epoch draws a
-    permutation from its own key (`jax.random.split(key, epochs)[t]`) and runs `n // batch_size` full
-    batches and then, if `n % batch_size` samples are left, one smaller step on exactly those: every
-    sample is used exactly once per epoch, none is dropped or repeated. `history["loss"][t]` is then
-    the sample-weighted mean of the batch losses, each computed before its step's update.
+    start of epoch t, before its update (as the tutorial records it). Minibatches: each epoch shuffles
+    with its own key (`epoch_keys`) and runs `n // batch_size` full batches and then, if
+    `n % batch_size` samples are left, one smaller step on exactly those: every sample is used exactly
+    once per epoch. `history["loss"][t]` is then the sample-weighted mean of the batch losses, each
+    computed before its step's update.
+
+    Extra arguments to the optimizer: `value` is the step's loss, except at the last step of an
+    epoch, where it is the epoch's mean loss (so far identical to `history["loss"][t]`), and
+    `epoch_end` says which step that is. `jaxnet.optim.plateau_decay` decides once per epoch, on
+    that mean, as the tutorial does; optax's own `reduce_on_plateau` sees every step's value.
+
+    Randomness: `key` feeds two independent streams (`epoch_keys`): the shuffles and the per-step
+    keys given to the network (Dropout masks). The same key gives the same run bitwise.
 
     Divergence: a step whose loss or updated params are not finite is not applied, and training stops
     there: the returned params are the last finite ones, `history["diverged_epoch"]` is that epoch
     (-1 if training never diverged) and later entries of `history["loss"]` are NaN.
 
+    `fit` is a pure function of its array arguments: it works under `jax.jit` (data passed or
+    captured), `jax.vmap` (over keys, learning rates, initial params) and sharding.
+
     Args:
         net: a `jaxnet.Network`. params: its parameter pytree.
-        x: inputs (n, *input_shape), floating dtype. y: targets (n, outputs) or integer labels (n,).
+        x: inputs (n, *input_shape), the params' floating dtype. y: targets (n, outputs) of that
+            dtype, or integer labels (n,).
         loss: loss name or `jaxnet.losses.Loss`.
-        optimizer: any optax `GradientTransformation` (`jaxnet.optim.optimizer(...)` makes the learning
-            rate a traced value, so a new rate does not recompile).
+        optimizer: an optax `GradientTransformation` (`jaxnet.optim.optimizer(...)` makes the learning
+            rate a traced value, so a new rate does not recompile), or a name ('sgd', 'adam', ...)
+            with `hyperparams`.
         epochs: number of epochs (static: a new value compiles a new run).
-        grad: 'backprop' or 'autodiff'.
+        hyperparams: with an optimizer name, `jaxnet.optim.optimizer`'s arguments, e.g.
+            `{"learning_rate": 0.1, "momentum": 0.9}`.
+        grad: the gradient route, 'backprop' or 'autodiff' (or a callable with their signature).
         batch_size: minibatch size (1..n), or None for full-batch gradient descent.
-        key: PRNG key for the per-epoch shuffles; required when batch_size is given.
+        key: PRNG key; required for minibatches and for networks with Dropout.
+        state: the network's initial state (default `net.init_state(x.shape[1:])`).
         validation_data: optional (x_val, y_val); their loss and accuracy are recorded per epoch with
-            the params at the end of the epoch.
+            the params and state at the end of the epoch, in evaluation mode.
         tutorial_scaling: divide every gradient by the batch size, reproducing the tutorial's numpy
             code (which divides by m twice); equivalent to the true gradient with lr / m for SGD.
         opt_state: optimizer state to resume from (default `optimizer.init(params)`).
-        return_opt_state: also return the final optimizer state.
 
     Returns:
-        `(params, history)` (or `(params, opt_state, history)`): params like the input; history a dict
-        of arrays of shape (epochs,): 'loss', 'learning_rate' (effective rate of the epoch's last update,
-        NaN when the optimizer state does not expose it), and 'val_loss', 'val_accuracy' when
-        validation data is given; plus the scalar 'diverged_epoch' (int32).
+        `FitResult(params, state, opt_state, history)`; history a dict of arrays of shape (epochs,):
+        'loss', 'learning_rate' (effective rate of the epoch's last update, NaN when the optimizer
+        state does not expose it), and 'val_loss', 'val_accuracy' with validation data; plus the
+        scalar 'diverged_epoch' (int32).
 
-    Raises (eagerly, before anything is compiled; each message names the argument, the expected and
-    the received value or shape):
-        TypeError: net not a Network, optimizer not an optax transformation, x (or a params leaf) not
-            floating point, params of mixed float dtypes, x or floating y of another dtype than the
-            params, non-numeric y, a key that is not a PRNG key, a non-int epochs or batch_size.
-        ValueError: unknown loss or gradient names (listing the valid ones); params that do not fit
-            the network (wrong number of layer entries, other keys, a W of another shape: the layer
-            index and both shapes are named); x whose features do not fit the network; an empty x;
-            y with another number of rows or another shape than the network's output (no silent
-            broadcasting); class labels outside [0, classes) (softmax_cross_entropy) or targets
-            outside [0, 1] (binary cross-entropies); NaN or infinity in x, y or params; epochs or
-            batch_size < 1, batch_size > n, a missing key for minibatches or a batch of keys; an
-            opt_state that does not match `optimizer.init(params)`; validation_data that is not a
-            pair or fails the same checks as (x, y). Value checks (ranges, finiteness) are skipped
-            for traced arguments (under jit/vmap); shape and dtype checks are not.
+    Raises (before anything is compiled; each message names the argument, the expected and the
+    received value or shape; shape and dtype checks also run under jit, value checks only on
+    concrete values):
+        TypeError: net not a Network, an optimizer that is neither an optax transformation nor a name,
+            x (or a params leaf) not floating point, params of mixed float dtypes, x or floating y of
+            another dtype than the params, non-numeric y, a key that is not a PRNG key, a non-int
+            epochs or batch_size.
+        ValueError: unknown loss, optimizer or gradient names (listing the valid ones); params or
+            state that do not fit the network; x or y of the wrong shape; class labels out of range or
+            targets outside [0, 1]; NaN or infinity in x, y or params; epochs or batch_size < 1,
+            batch_size > n; a missing key (minibatches, Dropout) or a batch of keys; an opt_state that
+            does not match `optimizer.init(params)`; validation_data that is not a pair or fails the
+            same checks as (x, y).
     """
     if not isinstance(net, Network):
         raise TypeError(f"net: expected a jaxnet Network (from mlp or serial), got {type(net).__name__}")
     loss_fn = losses_lib.get(loss)
     grad_fn = gradient_fn(grad)
     check_positive("epochs", epochs, integer=True)
-    if not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError(f"optimizer: expected an optax GradientTransformation, got {type(optimizer).__name__}")
+    optimizer = _optimizer_of(optimizer, hyperparams)
     x, y = check_data(net, params, x, y, loss_fn, same_dtype=True)
     check_finite_tree("params", params)
     n = x.shape[0]
@@ -118,13 +176,21 @@ def fit(
             raise ValueError(f"batch_size: expected at most the number of examples {n}, got {batch_size}")
         if key is None:
             raise ValueError("key: minibatch training shuffles every epoch and needs a PRNG key")
+        if net.has_state and 1 in (batch_size, n % batch_size):
+            raise ValueError(f"batch_size: {batch_size} leaves a step with a single example (n = {n}), whose batch "
+                             f"statistics are undefined for {net.name}'s BatchNorm; choose a batch size with "
+                             f"n % batch_size != 1")
+    if key is None and net.is_random:
+        raise ValueError(f"key: {net.name} has Dropout, whose masks are drawn from a PRNG key; pass key=")
     if key is not None:
         check_key("key", key, single=True)
+    if state is None:
+        state = net.init_state(x.shape[1:])
+    net._check_state(params, x, state)
     if opt_state is None:
         opt_state = optimizer.init(params)
     else:
         check_opt_state("opt_state", opt_state, optimizer, params)
-    extra_args = isinstance(optimizer, optax.GradientTransformationExtraArgs)
     val = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -132,12 +198,12 @@ def fit(
                              + (f" of length {len(validation_data)}" if hasattr(validation_data, "__len__") else ""))
         val = check_data(net, params, *validation_data, loss_fn, x_name="validation_data[0]",
                          y_name="validation_data[1]", same_dtype=True)
-    params, opt_state, history = _run(
-        params, opt_state, x, y, key, val,
-        net=net, loss_fn=loss_fn, grad_fn=grad_fn, update=optimizer.update, extra_args=extra_args,
+    return FitResult(*_run(
+        params, state, opt_state, x, y, key, val,
+        net=net, loss_fn=loss_fn, grad_fn=grad_fn, update=optimizer.update,
+        extra_args=isinstance(optimizer, optax.GradientTransformationExtraArgs),
         epochs=epochs, batch_size=batch_size, tutorial_scaling=tutorial_scaling,
-    )
-    return (params, opt_state, history) if return_opt_state else (params, history)
+    ))
 
 
 @functools.partial(
@@ -145,84 +211,133 @@ def fit(
     static_argnames=("net", "loss_fn", "grad_fn", "update", "extra_args", "epochs", "batch_size",
                      "tutorial_scaling"),
 )
-def _run(params, opt_state, x, y, key, val, *, net, loss_fn, grad_fn, update, extra_args, epochs,
+def _run(params, state, opt_state, x, y, key, val, *, net, loss_fn, grad_fn, update, extra_args, epochs,
          batch_size, tutorial_scaling):
+    n = x.shape[0]
+
     def step(carry, batch):
-        params, opt_state, stopped = carry
-        xb, yb = batch
-        loss, grads = grad_fn(net, params, xb, yb, loss_fn)
+        """One update on (xb, yb). `total` accumulates the epoch's sample-weighted loss; at the
+        epoch's last step the optimizer sees the epoch mean."""
+        params, state, opt_state, stopped, total = carry
+        xb, yb, step_key, last = batch
+        loss, grads = grad_fn(net, params, xb, yb, loss_fn, state=state, key=step_key, train=True)
         if tutorial_scaling:
             grads = jax.tree.map(lambda g: g / xb.shape[0], grads)
+        total = total + jnp.where(stopped, jnp.nan, loss) * xb.shape[0]
         if extra_args:
-            updates, new_state = update(grads, opt_state, params, value=loss)
+            value = jnp.where(last, total / n, loss) if batch_size is not None else loss
+            updates, new_opt_state = update(grads, opt_state, params, value=value, epoch_end=last)
         else:
-            updates, new_state = update(grads, opt_state, params)
+            updates, new_opt_state = update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
+        new_state = net.update_state(params, state, xb, key=step_key)
         ok = ~stopped & jnp.isfinite(loss) & all_finite(new_params)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
-        carry = (keep(new_params, params), keep(new_state, opt_state), ~ok)
+        carry = (keep(new_params, params), keep(new_state, state), keep(new_opt_state, opt_state), ~ok, total)
         return carry, jnp.where(stopped, jnp.nan, loss)
 
-    def epoch(carry, epoch_key):
+    def epoch(carry, keys):
+        shuffle_key, dropout_key = keys
+        params, state, opt_state, stopped = carry
+        carry = (params, state, opt_state, stopped, jnp.zeros((), x.dtype))
         if batch_size is None:
-            carry, loss = step(carry, (x, y))
+            step_key = None if dropout_key is None else jax.random.fold_in(dropout_key, 0)
+            carry, loss = step(carry, (x, y, step_key, jnp.ones((), bool)))
         else:
-            carry, loss = _minibatch_epoch(step, carry, x, y, epoch_key, batch_size)
-        params, opt_state, stopped = carry
+            carry, loss = _minibatch_epoch(step, carry, x, y, shuffle_key, dropout_key, batch_size)
+        params, state, opt_state, stopped, _ = carry
         record = {"loss": loss, "learning_rate": learning_rate_of(opt_state, loss.dtype), "stopped": stopped}
         if val is not None:
-            record["val_loss"] = loss_fn.value(net.apply(params, val[0]), val[1])
-            record["val_accuracy"] = metrics.accuracy(net.apply(params, val[0]), val[1],
-                                                      from_logits=loss_fn.from_logits)
-        return carry, record
+            out = net.apply(params, val[0], state=state)
+            record["val_loss"] = loss_fn.value(out, val[1])
+            record["val_accuracy"] = metrics.accuracy(out, val[1], from_logits=loss_fn.from_logits)
+        return (params, state, opt_state, stopped), record
 
-    epoch_keys = jax.random.split(key, epochs) if key is not None else jnp.zeros((epochs, 0))
-    init = (params, opt_state, jnp.zeros((), bool))
-    (params, opt_state, _), history = jax.lax.scan(epoch, init, epoch_keys)
+    init = (params, state, opt_state, jnp.zeros((), bool))
+    if key is None:  # full batch without randomness: nothing to draw
+        scanned, xs = (lambda c, _: epoch(c, (None, None))), None
+    else:
+        scanned, xs = epoch, epoch_keys(key, epochs)
+    (params, state, opt_state, _), history = jax.lax.scan(scanned, init, xs, length=epochs)
     stopped = history.pop("stopped")
     history["diverged_epoch"] = jnp.where(jnp.any(stopped), jnp.argmax(stopped), -1).astype(jnp.int32)
-    return params, opt_state, history
+    return params, state, opt_state, history
 
 
-def _minibatch_epoch(step, carry, x, y, key, batch_size):
+def _minibatch_epoch(step, carry, x, y, shuffle_key, dropout_key, batch_size):
     """One epoch of minibatch steps over a fresh permutation; returns the sample-weighted mean loss."""
     n = x.shape[0]
-    perm = jax.random.permutation(key, n)
+    perm = jax.random.permutation(shuffle_key, n)
     n_full = n // batch_size
-    idx = perm[: n_full * batch_size].reshape(n_full, batch_size)
-    # gather each batch inside its step: no (n, ...) shuffled copy of the data per epoch
-    carry, losses = jax.lax.scan(lambda c, i: step(c, (x[i], y[i])), carry, idx)
-    total = jnp.sum(losses) * batch_size
     rest = n - n_full * batch_size
+    idx = perm[: n_full * batch_size].reshape(n_full, batch_size)
+    steps = jnp.arange(n_full)
+
+    def full_step(c, i_j):
+        i, j = i_j
+        return step(c, (x[i], y[i], jax.random.fold_in(dropout_key, j), (j == n_full - 1) & (rest == 0)))
+
+    # gather each batch inside its step: no (n, ...) shuffled copy of the data per epoch
+    carry, _ = jax.lax.scan(full_step, carry, (idx, steps))
     if rest:
         tail = perm[n_full * batch_size:]
-        carry, last = step(carry, (x[tail], y[tail]))
-        total = total + last * rest
-    return carry, total / n
+        carry, _ = step(carry, (x[tail], y[tail], jax.random.fold_in(dropout_key, n_full), jnp.ones((), bool)))
+    return carry, carry[-1] / n
 
 
-def predict(net: Network, params: Params, x: jax.Array) -> jax.Array:
-    """The network's output `net.apply(params, x)` for inputs x (batch, *input_shape)."""
-    return net.apply(params, as_float_array("x", x))
+def _check_input_dtype(name: str, x: jax.Array, params: Params) -> None:
+    dtype = float_dtype_of("params", params)
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{name}: dtype {x.dtype} differs from the params' {dtype}; cast it with "
+                        f"{name}.astype(jnp.{dtype}) (or the params to {x.dtype})")
 
 
-def evaluate(net: Network, params: Params, x: jax.Array, y: jax.Array, loss: str | losses_lib.Loss) -> dict:
-    """Loss and accuracy of `net` on (x, y).
+def predict(net: Network, params: Params, x: jax.Array, *, state: Any = None) -> jax.Array:
+    """The network's output in evaluation mode, `net.apply(params, x, state=state)`.
+
+    Args:
+        net: a `jaxnet.Network`. params: its params.
+        x: inputs (batch, *input_shape) or one example, of the params' floating dtype (the same
+            dtype rule as `fit` and `evaluate`; numpy float64 data becomes float32 when jax's x64
+            mode is off, as `jnp.asarray` does).
+        state: the network's state (required when it has BatchNorm: `fit`'s `result.state`).
+
+    Returns:
+        The output (batch, *output_shape) of the params' dtype: probabilities or values for
+        sigmoid/softmax/identity outputs, logits where the network ends without an activation.
+
+    Raises:
+        TypeError: x not floating point or not of the params' dtype. ValueError: params, state or x
+            that do not fit the network (a missing state for BatchNorm included).
+    """
+    x = as_float_array("x", x)
+    _check_input_dtype("x", x, params)
+    return net.apply(params, x, state=state)
+
+
+def evaluate(net: Network, params: Params, x: jax.Array, y: jax.Array, loss: str | losses_lib.Loss, *,
+             state: Any = None) -> dict:
+    """Loss and accuracy of `net` on (x, y), in evaluation mode.
 
     Accuracy: for one output unit, the prediction is positive above 0 for logit losses and above 0.5
     otherwise; for several, the arg-max class (see `jaxnet.metrics.accuracy`).
 
+    Args:
+        net, params: the network and its params. x: inputs (n, *input_shape), the params' dtype.
+        y: targets as the loss expects. loss: loss name or `jaxnet.losses.Loss`.
+        state: the network's state (required when it has BatchNorm).
+
     Returns:
-        {"loss": scalar, "accuracy": scalar in [0, 1]} as jax arrays.
+        {"loss": scalar, "accuracy": scalar in [0, 1]} as jax arrays of the params' dtype.
 
     Raises:
-        ValueError / TypeError: as `fit` for params, x and y (shapes, dtypes, labels, finiteness).
+        ValueError / TypeError: as `fit` for params, state, x and y (shapes, dtypes, labels,
+            finiteness).
     """
     loss_fn = losses_lib.get(loss)
-    x, y = check_data(net, params, x, y, loss_fn)
-    y_pred = predict(net, params, x)
+    x, y = check_data(net, params, x, y, loss_fn, same_dtype=True)
+    y_pred = net.apply(params, x, state=state)
     return {"loss": loss_fn.value(y_pred, y), "accuracy": metrics.accuracy(y_pred, y, from_logits=loss_fn.from_logits)}
-
 
 
 def divergence_warning(history: Mapping, label: str = "training") -> str | None:

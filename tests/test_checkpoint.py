@@ -43,7 +43,7 @@ def trained():
     _, params = net.init(jax.random.key(0))
     tx = optim.optimizer(ADAM_PLATEAU["name"], ADAM_PLATEAU["learning_rate"], plateau=ADAM_PLATEAU["plateau"])
     x, y = data.xor()
-    params, state, _ = fit(net, params, x, y, loss="mse", optimizer=tx, epochs=20, return_opt_state=True)
+    params, _, state, _ = fit(net, params, x, y, loss="mse", optimizer=tx, epochs=20)
     return net, params, state, tx
 
 
@@ -357,12 +357,12 @@ def test_resuming_2x1000_epochs_equals_2000_in_one_go(tmp_path):
     _, params = net.init(jax.random.key(0))
     x, y = data.xor()
     tx = optim.optimizer(ADAM_PLATEAU["name"], ADAM_PLATEAU["learning_rate"], plateau=ADAM_PLATEAU["plateau"])
-    run = dict(loss="mse", optimizer=tx, epochs=1000, return_opt_state=True)
-    p_full, s_full, h_full = fit(net, params, x, y, **{**run, "epochs": 2000})
-    p1, s1, h1 = fit(net, params, x, y, **run)
+    run = dict(loss="mse", optimizer=tx, epochs=1000)
+    p_full, _, s_full, h_full = fit(net, params, x, y, **{**run, "epochs": 2000})
+    p1, _, s1, h1 = fit(net, params, x, y, **run)
     checkpoint.save(tmp_path / "half.npz", p1, opt_state=s1, config={"epochs": 1000})
     resumed = checkpoint.load(tmp_path / "half.npz", like=params, opt_state_like=tx.init(params))
-    p2, s2, h2 = fit(net, resumed.params, x, y, opt_state=resumed.opt_state, **run)
+    p2, _, s2, h2 = fit(net, resumed.params, x, y, opt_state=resumed.opt_state, **run)
     assert_bitwise_equal(p2, p_full)
     assert_bitwise_equal(s2, s_full)
     np.testing.assert_array_equal(np.concatenate([h1["loss"], h2["loss"]]), h_full["loss"])
@@ -370,7 +370,7 @@ def test_resuming_2x1000_epochs_equals_2000_in_one_go(tmp_path):
     decays = [epoch for epoch, _ in optim.decays(h_full)]
     assert any(e < 1000 for e in decays) and any(e > 1000 for e in decays)  # the plateau state matters
     # without the saved state (a fresh plateau counter and Adam moments) the run differs
-    p_fresh, _, _ = fit(net, resumed.params, x, y, **run)
+    p_fresh, _, _, _ = fit(net, resumed.params, x, y, **run)
     assert not np.array_equal(p_fresh[0]["W"], p_full[0]["W"])
 
 
@@ -389,7 +389,7 @@ def test_xor_experiment_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     net = mlp([2, 4, 1])
     _, params = net.init(jax.random.key(0))
     x, y = data.xor()
-    straight, _ = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(xor.LEARNING_RATE), epochs=2 * epochs)
+    straight, _, _, _ = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(xor.LEARNING_RATE), epochs=2 * epochs)
     assert_bitwise_equal(saved.params["true_gradient"], straight)
     with pytest.raises(ValueError, match="seed: checkpoint 0, now 1"):
         xor.main(["--quick", "--out", str(tmp_path), "--resume", "--seed", "1"])

@@ -78,7 +78,7 @@ def test_two_processes_train_identically_and_match_one_process(tmp_path):
     x, labels, _, _ = load("synthetic", SEED, N_TRAIN)
     net = jaxnet.mlp([784, HIDDEN, 10], activation="relu", output_activation="identity")
     init_key, shuffle_key = jax.random.split(jax.random.key(SEED))
-    params, history = fit(net, net.init(init_key)[1], x, labels, loss="softmax_cross_entropy",
+    params, _, _, history = fit(net, net.init(init_key)[1], x, labels, loss="softmax_cross_entropy",
                           optimizer=optim.sgd(LR), epochs=EPOCHS, batch_size=BATCH, key=shuffle_key)
     for layer in (0, 2):
         for name in ("W", "b"):

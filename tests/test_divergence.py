@@ -14,6 +14,7 @@ import pytest
 
 from jaxnet import backprop, data, fit, mlp, optim
 from jaxnet.train import divergence_warning
+from jaxnet.train import epoch_keys as fit_epoch_keys
 
 LR = 10.0  # the loss grows ~300x per epoch: overflow after about a dozen epochs
 EPOCHS = 40
@@ -50,9 +51,9 @@ def reference_full_batch(net, params, x, y):
 
 
 def reference_minibatch(net, params, x, y, key):
-    """The same for minibatches, replaying fit's documented shuffles (split(key, epochs)[t])."""
+    """The same for minibatches, replaying fit's documented shuffles (jaxnet.train.epoch_keys)."""
     n = x.shape[0]
-    for epoch, epoch_key in enumerate(jax.random.split(key, EPOCHS)):
+    for epoch, epoch_key in enumerate(fit_epoch_keys(key, EPOCHS)[0]):
         perm = np.asarray(jax.random.permutation(epoch_key, n))
         for start in range(0, n, BATCH):
             idx = perm[start:start + BATCH]
@@ -65,7 +66,7 @@ def reference_minibatch(net, params, x, y, key):
 
 def test_full_batch_divergence_matches_an_eager_reference(problem):
     net, params, x, y = problem
-    trained, history = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(LR), epochs=EPOCHS)
+    trained, _, _, history = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(LR), epochs=EPOCHS)
     epoch, losses, last_finite = reference_full_batch(net, params, x, y)
     assert 0 < epoch < EPOCHS - 1, "the setting must diverge mid-run for this test to mean anything"
     assert int(history["diverged_epoch"]) == epoch
@@ -74,7 +75,7 @@ def test_full_batch_divergence_matches_an_eager_reference(problem):
     assert finite(trained)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4), trained, last_finite)
     # the returned params are exactly those of a run that stops just before the diverging epoch
-    stopped, before = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(LR), epochs=epoch)
+    stopped, _, _, before = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(LR), epochs=epoch)
     jax.tree.map(np.testing.assert_array_equal, trained, stopped)
     assert int(before["diverged_epoch"]) == -1
 
@@ -82,7 +83,7 @@ def test_full_batch_divergence_matches_an_eager_reference(problem):
 def test_minibatch_divergence_matches_an_eager_reference(problem):
     net, params, x, y = problem
     key = jax.random.key(2)
-    trained, history = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(LR), epochs=EPOCHS,
+    trained, _, _, history = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(LR), epochs=EPOCHS,
                            batch_size=BATCH, key=key)
     epoch, last_finite = reference_minibatch(net, params, x, y, key)
     assert 0 < epoch < EPOCHS - 1
@@ -96,10 +97,10 @@ def test_minibatch_divergence_matches_an_eager_reference(problem):
 def test_optimizer_state_is_kept_at_the_last_finite_step(problem):
     net, params, x, y = problem
     tx = optim.optimizer("momentum", LR, plateau=(0.9, 5))
-    trained, state, history = fit(net, params, x, y, loss="mse", optimizer=tx, epochs=EPOCHS, return_opt_state=True)
+    trained, _, state, history = fit(net, params, x, y, loss="mse", optimizer=tx, epochs=EPOCHS)
     epoch = int(history["diverged_epoch"])
     assert 0 < epoch < EPOCHS - 1
-    _, state_before, _ = fit(net, params, x, y, loss="mse", optimizer=tx, epochs=epoch, return_opt_state=True)
+    _, _, state_before, _ = fit(net, params, x, y, loss="mse", optimizer=tx, epochs=epoch)
     jax.tree.map(np.testing.assert_array_equal, state, state_before)
     assert finite(state)
     rates = np.asarray(history["learning_rate"])
@@ -110,9 +111,9 @@ def test_vmapped_runs_diverge_independently(problem):
     net, params, x, y = problem
     rates = jnp.array([0.05, LR, 0.1, 100.0])
     run = jax.vmap(lambda lr: fit(net, params, x, y, loss="mse", optimizer=optim.sgd(lr), epochs=EPOCHS))
-    stacked, history = run(rates)
+    stacked, _, _, history = run(rates)
     for i, lr in enumerate(rates):
-        _, alone = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(float(lr)), epochs=EPOCHS)
+        _, _, _, alone = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(float(lr)), epochs=EPOCHS)
         assert int(history["diverged_epoch"][i]) == int(alone["diverged_epoch"])
     assert list(np.asarray(history["diverged_epoch"]) >= 0) == [False, True, False, True]
     assert finite(stacked)
@@ -122,11 +123,11 @@ def test_vmapped_runs_diverge_independently(problem):
 
 def test_divergence_warning_names_the_epoch(problem):
     net, params, x, y = problem
-    _, history = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(LR), epochs=EPOCHS)
+    _, _, _, history = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(LR), epochs=EPOCHS)
     epoch = int(history["diverged_epoch"])
     message = divergence_warning(history, "blobs")
     assert message.startswith(f"warning: blobs diverged at epoch {epoch} of {EPOCHS}")
-    _, calm = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(0.05), epochs=EPOCHS)
+    _, _, _, calm = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(0.05), epochs=EPOCHS)
     assert divergence_warning(calm) is None
     with pytest.raises(ValueError, match="diverged_epoch"):
         divergence_warning({"loss": calm["loss"]})

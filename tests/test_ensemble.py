@@ -69,7 +69,7 @@ def test_init_lanes_equal_net_init_bitwise_and_differ():
     # Field case J1. An optimizer that never moves the params returns the init unchanged, so every
     # lane must be bitwise `net.init(keys[i])`, and lanes from different keys must differ.
     net = xor_net()
-    params, _ = fit_ensemble(net, XOR_X, XOR_Y, keys=XOR_KEYS, loss="mse", optimizer=lambda: optax.set_to_zero(),
+    params, _, _, _ = fit_ensemble(net, XOR_X, XOR_Y, keys=XOR_KEYS, loss="mse", optimizer=lambda: optax.set_to_zero(),
                              epochs=1)
     for i in range(N_XOR):
         _, expected = net.init(XOR_KEYS[i])
@@ -81,10 +81,10 @@ def test_init_lanes_equal_net_init_bitwise_and_differ():
 
 def test_members_equal_single_fits_over_keys_and_learning_rates(xor_ensemble):
     net = xor_net()
-    params, history = xor_ensemble
+    params, _, _, history = xor_ensemble
     assert history["loss"].shape == (N_XOR, XOR_EPOCHS) and history["diverged_epoch"].shape == (N_XOR,)
     for i in range(N_XOR):
-        want_p, want_h = fit(net, net.init(XOR_KEYS[i])[1], XOR_X, XOR_Y, loss="mse",
+        want_p, _, _, want_h = fit(net, net.init(XOR_KEYS[i])[1], XOR_X, XOR_Y, loss="mse",
                              optimizer=optim.sgd(float(XOR_RATES[i])), epochs=XOR_EPOCHS)
         assert max_diff(member(params, i), want_p) <= 1e-6
         assert max_diff(member(history, i)["loss"], want_h["loss"]) <= 1e-6
@@ -95,10 +95,10 @@ def test_members_equal_single_fits_over_keys_and_learning_rates(xor_ensemble):
 
 def test_chunks_with_padding_and_last_history_equal_one_call(xor_ensemble, capsys):
     # chunks of 3: 3 + 3 + (1 padded to 3); history="last" keeps the final epoch only.
-    params, last = fit_ensemble(xor_net(), XOR_X, XOR_Y, keys=XOR_KEYS, loss="mse",
+    params, _, _, last = fit_ensemble(xor_net(), XOR_X, XOR_Y, keys=XOR_KEYS, loss="mse",
                                 hyperparams={"learning_rate": XOR_RATES}, epochs=XOR_EPOCHS,
                                 chunk_size=3, history="last", progress="xor chunks")
-    whole_params, full = xor_ensemble
+    whole_params, _, _, full = xor_ensemble
     assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, whole_params)
     assert max_diff(params, whole_params) <= 1e-6
     assert last["loss"].shape == (N_XOR,)
@@ -117,8 +117,9 @@ def momentum_reference(params, x, labels, momentum, patience, key):
     """One plain (unbatched) `fit` with a momentum and a plateau patience: the reference member.
     Jitted, so that the three members' references share one compiled program."""
     tx = optim.optimizer("momentum", 0.2, momentum=momentum, plateau={"factor": 0.5, "patience": patience})
-    return fit(classifier(), params, x, labels, loss="softmax_cross_entropy", optimizer=tx, epochs=4,
-               batch_size=16, key=key)
+    result = fit(classifier(), params, x, labels, loss="softmax_cross_entropy", optimizer=tx, epochs=4,
+                 batch_size=16, key=key)
+    return result.params, result.history
 
 
 def classifier():
@@ -130,9 +131,9 @@ def test_minibatch_members_with_momentum_and_plateau_equal_single_fits():
     keys = jax.random.split(jax.random.key(1), 3)
     shuffle = jax.random.split(jax.random.key(2), 3)
     hyper = {"learning_rate": 0.2, "momentum": MOMENTA, "plateau": {"factor": 0.5, "patience": PATIENCE}}
-    params, history = fit_ensemble(classifier(), x, labels, keys=keys, loss="softmax_cross_entropy",
+    params, _, _, history = fit_ensemble(classifier(), x, labels, keys=keys, loss="softmax_cross_entropy",
                                    optimizer="momentum", hyperparams=hyper, epochs=4, batch_size=16,
-                                   shuffle_keys=shuffle)
+                                   key=shuffle)
     for i in range(3):
         init = classifier().init(keys[i])[1]
         want_p, want_h = momentum_reference(init, x, labels, MOMENTA[i], PATIENCE[i], shuffle[i])
@@ -145,8 +146,8 @@ def test_shared_shuffle_key_and_stacked_initial_params():
     stacked = jax.vmap(lambda k: classifier().init(k)[1])(jax.random.split(jax.random.key(4), 3))
     shuffle = jax.random.key(9)
     hyper = {"learning_rate": 0.2, "momentum": MOMENTA, "plateau": {"factor": 0.5, "patience": PATIENCE}}
-    params, _ = fit_ensemble(classifier(), x, labels, params=stacked, loss="softmax_cross_entropy",
-                             optimizer="momentum", hyperparams=hyper, epochs=4, batch_size=16, shuffle_keys=shuffle)
+    params, _, _, _ = fit_ensemble(classifier(), x, labels, params=stacked, loss="softmax_cross_entropy",
+                             optimizer="momentum", hyperparams=hyper, epochs=4, batch_size=16, key=shuffle)
     for i in range(3):
         want, _ = momentum_reference(member(stacked, i), x, labels, MOMENTA[i], PATIENCE[i], shuffle)
         assert max_diff(member(params, i), want) <= 1e-6
@@ -165,15 +166,15 @@ def test_vmapped_learning_rates_on_w_squared_match_hand_values_without_recompili
     start = ({"W": jnp.full((3, 1, 1), 2.0), "b": jnp.zeros((3, 1))}, {})
     run = lambda lrs, epochs=10: fit_ensemble(  # noqa: E731
         net, x, y, params=start, loss="mse", hyperparams={"learning_rate": lrs}, epochs=epochs, grad=w_squared)
-    params, history = run(jnp.array([0.1, 0.25, 0.5]))
+    params, _, _, history = run(jnp.array([0.1, 0.25, 0.5]))
     w = lambda p: p[0]["W"].ravel()  # noqa: E731
     np.testing.assert_allclose(w(params), [0.21474836, 0.001953125, 0.0], rtol=1e-6, atol=1e-12)
     from jaxnet.ensemble import _fit_members
     compiled = _fit_members._cache_size()
-    params, _ = run(jnp.array([0.2, 0.3, 0.4]))
+    params = run(jnp.array([0.2, 0.3, 0.4])).params
     assert _fit_members._cache_size() == compiled  # new rates: same program
     np.testing.assert_allclose(w(params), 2 * (1 - 2 * np.array([0.2, 0.3, 0.4])) ** 10, rtol=1e-5, atol=1e-12)
-    assert run(jnp.array([0.1, 0.2, 0.3]), epochs=7)[1]["loss"].shape == (3, 7)
+    assert run(jnp.array([0.1, 0.2, 0.3]), epochs=7).history["loss"].shape == (3, 7)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,7 +199,7 @@ def test_member_picks_leaves_and_rejects_bad_indices():
         (dict(keys=jax.random.split(jax.random.key(0), 3), hyperparams={"learning_rate": jnp.ones(2)}),
          ValueError, r"hyperparams\['learning_rate'\]: expected one value per member \(3\)"),
         (dict(keys=jax.random.split(jax.random.key(0), 3), hyperparams={}), ValueError, "learning_rate"),
-        (dict(keys=jax.random.split(jax.random.key(0), 3), batch_size=2), ValueError, "shuffle_keys"),
+        (dict(keys=jax.random.split(jax.random.key(0), 3), batch_size=2), ValueError, "key"),
         (dict(keys=jax.random.split(jax.random.key(0), 3), history="all"), ValueError, "history"),
         (dict(keys=jax.random.split(jax.random.key(0), 3), chunk_size=0), ValueError, "chunk_size"),
         (dict(keys=jax.random.split(jax.random.key(0), 3), mesh="cpu"), TypeError, "mesh"),
@@ -223,7 +224,7 @@ def test_data_parallel_on_one_device_equals_fit():
     _, params = classifier().init(jax.random.key(0))
     key = jax.random.key(1)
     tx = optim.optimizer("momentum", 0.2, momentum=0.5, plateau={"factor": 0.5, "patience": 2})
-    got_p, got_h = fit_data_parallel(classifier(), params, x, labels, mesh=device_mesh("data"),
+    got_p, _, _, got_h = fit_data_parallel(classifier(), params, x, labels, mesh=device_mesh("data"),
                                      loss="softmax_cross_entropy", optimizer=tx, epochs=4, batch_size=16, key=key)
     want_p, want_h = momentum_reference(params, x, labels, 0.5, 2, key)
     assert max_diff(got_p, want_p) <= 1e-6 and max_diff(got_h, want_h) <= 1e-6
@@ -244,9 +245,9 @@ def test_four_devices_sharded_ensemble_equals_one_device():
     kw = dict(loss="softmax_cross_entropy", epochs=5, batch_size=20)
     mesh = device_mesh("ensemble")
     assert mesh.size == FOUR
-    sharded_p, sharded_h = fit_ensemble(net, x, labels, keys=keys, shuffle_keys=shuffle,
+    sharded_p, _, _, sharded_h = fit_ensemble(net, x, labels, keys=keys, key=shuffle,
                                         hyperparams={"learning_rate": lrs}, mesh=mesh, **kw)
-    single_p, single_h = fit_ensemble(net, x, labels, keys=keys, shuffle_keys=shuffle,
+    single_p, _, _, single_h = fit_ensemble(net, x, labels, keys=keys, key=shuffle,
                                       hyperparams={"learning_rate": lrs}, **kw)  # all on device 0
     assert max_diff(sharded_p, single_p) <= 1e-5 and max_diff(sharded_h, single_h) <= 1e-5
     assert len(single_p[0]["W"].devices()) == 1
@@ -274,8 +275,8 @@ def test_four_devices_data_parallel_mnist_equals_one_device():
     _, params = net.init(jax.random.key(0))
     kw = dict(loss="softmax_cross_entropy", optimizer=optim.sgd(0.1), epochs=2, batch_size=batch_size,
               key=jax.random.key(1))
-    got_p, got_h = fit_data_parallel(net, params, x, labels, **kw)  # default mesh: all 4 devices
-    want_p, want_h = fit(net, params, x, labels, **kw)  # one device
+    got_p, _, _, got_h = fit_data_parallel(net, params, x, labels, **kw)  # default mesh: all 4 devices
+    want_p, _, _, want_h = fit(net, params, x, labels, **kw)  # one device
     assert len(got_p[0]["W"].devices()) == FOUR and got_p[0]["W"].sharding.is_fully_replicated
     assert len(want_p[0]["W"].devices()) == 1
     assert max_diff(got_p, want_p) <= 1e-5 and max_diff(got_h, want_h) <= 1e-5

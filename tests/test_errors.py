@@ -199,7 +199,7 @@ def test_mixed_and_mismatched_float_dtypes(x64):
         fit_with(y=Y.astype(jnp.float64))()
     net64 = mlp([2, 3, 1], dtype=jnp.float64)  # all float64 is fine
     params64 = net64.init(jax.random.key(0))[1]
-    _, history = fit(net64, params64, X.astype(jnp.float64), Y.astype(jnp.float64), loss="mse", optimizer=SGD, epochs=2)
+    _, _, _, history = fit(net64, params64, X.astype(jnp.float64), Y.astype(jnp.float64), loss="mse", optimizer=SGD, epochs=2)
     assert history["loss"].dtype == jnp.float64
 
 

@@ -1,7 +1,7 @@
 """Minibatch training in `jaxnet.fit`: which rows each step sees, determinism, and what the history holds.
 
 The contract under test (jaxnet.train.fit): epoch t shuffles with
-`perm = jax.random.permutation(jax.random.split(key, epochs)[t], n)`, runs `n // batch_size` batches
+`perm = jax.random.permutation(epoch_keys(key, epochs)[0][t], n)`, runs `n // batch_size` batches
 `perm[s*b:(s+1)*b]` and then one step on the remaining `n % batch_size` rows, so every row is used
 exactly once per epoch; `history['loss'][t]` is the sample-weighted mean of the batch losses.
 
@@ -23,6 +23,7 @@ import optax
 import pytest
 
 from jaxnet import evaluate, fit, losses, mlp, optim, reference
+from jaxnet.train import epoch_keys as fit_epoch_keys
 
 COUNT = losses.Loss("count", lambda y_pred, y_true: jnp.sum(y_pred), lambda y_pred, y_true: jnp.ones_like(y_pred),
                     False, "identity")
@@ -53,8 +54,8 @@ def record_rows(n, batch_size, epochs, key, grad="backprop"):
     net = mlp([n, 1], activation="identity")
     _, params = net.init(jax.random.key(0))
     x, y = jnp.eye(n), jnp.zeros((n, 1))
-    _, state, _ = fit(net, params, x, y, loss=COUNT, optimizer=row_recorder(epochs * steps), epochs=epochs,
-                      batch_size=batch_size, key=key, grad=grad, return_opt_state=True)
+    _, _, state, _ = fit(net, params, x, y, loss=COUNT, optimizer=row_recorder(epochs * steps), epochs=epochs,
+                      batch_size=batch_size, key=key, grad=grad)
     return int(state.step), np.asarray(state.rows).reshape(epochs, steps, n)
 
 
@@ -62,7 +63,7 @@ def expected_rows(n, batch_size, epochs, key):
     """The batches the contract promises, as (epochs, steps, n) 0/1 membership, from the documented permutation."""
     steps = -(-n // batch_size)
     out = np.zeros((epochs, steps, n))
-    for t, epoch_key in enumerate(jax.random.split(key, epochs)):
+    for t, epoch_key in enumerate(fit_epoch_keys(key, epochs)[0]):
         perm = np.asarray(jax.random.permutation(epoch_key, n))
         for s in range(steps):
             out[t, s, perm[s * batch_size:(s + 1) * batch_size]] = 1
@@ -112,13 +113,13 @@ def test_fit_equals_a_numpy_loop_over_the_same_permutations(x64):
     labels = np.arange(n) % 4
     net = mlp([3, 6, 4], activation="tanh", output_activation="identity", dtype=jnp.float64)
     _, params = net.init(init_key)
-    got, history = fit(net, params, x, labels, loss="softmax_cross_entropy", optimizer=optim.sgd(lr),
+    got, _, _, history = fit(net, params, x, labels, loss="softmax_cross_entropy", optimizer=optim.sgd(lr),
                        epochs=epochs, batch_size=batch_size, key=key)
 
     weights, biases = reference.from_jaxnet_params(params)
     targets = np.eye(4)[labels]
     losses_ref = []
-    for epoch_key in jax.random.split(key, epochs):
+    for epoch_key in fit_epoch_keys(key, epochs)[0]:
         perm = np.asarray(jax.random.permutation(epoch_key, n))
         total = 0.0
         for start in range(0, n, batch_size):
@@ -145,7 +146,7 @@ def test_epoch_loss_is_the_sample_weighted_mean():
     x, y = rng.normal(size=(n, 2)).astype(np.float32), rng.normal(size=(n, 1)).astype(np.float32)
     net = mlp([2, 1], activation="identity")
     _, params = net.init(jax.random.key(5))
-    _, history = fit(net, params, x, y, loss="mse", optimizer=optax.set_to_zero(), epochs=3, batch_size=5,
+    _, _, _, history = fit(net, params, x, y, loss="mse", optimizer=optax.set_to_zero(), epochs=3, batch_size=5,
                      key=jax.random.key(6))
     w, b = (np.asarray(params[0][k], np.float64) for k in ("W", "b"))
     full = np.mean((x.astype(np.float64) @ w + b - y) ** 2)
@@ -179,12 +180,12 @@ def test_same_key_same_run_bitwise_other_key_different():
     for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
     assert not np.array_equal(np.asarray(a[0][0]["W"]), np.asarray(c[0][0]["W"]))
-    assert not np.array_equal(np.asarray(a[1]["loss"]), np.asarray(c[1]["loss"]))
+    assert not np.array_equal(np.asarray(a.history["loss"]), np.asarray(c.history["loss"]))
 
 
 def test_validation_history_equals_evaluate_on_the_returned_params():
     net, params, x, labels, (x_val, y_val) = small_problem()
-    trained, history = run(net, params, x, labels, batch_size=8, key=jax.random.key(2),
+    trained, _, _, history = run(net, params, x, labels, batch_size=8, key=jax.random.key(2),
                            validation_data=(x_val, y_val))
     assert history["val_loss"].shape == history["val_accuracy"].shape == (5,)
     expected = evaluate(net, trained, x_val, y_val, "softmax_cross_entropy")
@@ -198,8 +199,8 @@ def test_validation_history_equals_evaluate_on_the_returned_params():
 def test_batch_size_n_equals_full_batch(x64):
     """One batch of all rows (in a shuffled order) is full-batch gradient descent, to rounding."""
     net, params, x, labels, _ = small_problem(jnp.float64)
-    full, h_full = run(net, params, x, labels)
-    mini, h_mini = run(net, params, x, labels, batch_size=x.shape[0], key=jax.random.key(9))
+    full, _, _, h_full = run(net, params, x, labels)
+    mini, _, _, h_mini = run(net, params, x, labels, batch_size=x.shape[0], key=jax.random.key(9))
     for u, v in zip(jax.tree.leaves(full), jax.tree.leaves(mini)):
         np.testing.assert_allclose(np.asarray(v), np.asarray(u), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(np.asarray(h_mini["loss"]), np.asarray(h_full["loss"]), rtol=1e-12)

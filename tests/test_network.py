@@ -68,7 +68,7 @@ def test_g4_zero_weights_give_zero_hidden_gradients_forever():
     x, y = jaxnet.data.xor()
     _, g = backprop(net, params, x, y, "mse")
     assert not jnp.any(g[0]["W"]) and not jnp.any(g[0]["b"])
-    trained, history = jaxnet.fit(net, params, x, y, loss="mse", optimizer=jaxnet.optim.sgd(1.0), epochs=300)
+    trained, _, _, history = jaxnet.fit(net, params, x, y, loss="mse", optimizer=jaxnet.optim.sgd(1.0), epochs=300)
     np.testing.assert_allclose(history["loss"], 0.25, atol=1e-7)
     assert not jnp.any(trained[0]["W"])
 
@@ -77,7 +77,7 @@ def test_g4_equal_weights_keep_hidden_columns_equal():
     net = mlp([2, 2, 1])
     params = ({"W": jnp.full((2, 2), 0.3), "b": jnp.zeros(2)}, {}, {"W": jnp.full((2, 1), 0.5), "b": jnp.zeros(1)}, {})
     x, y = jaxnet.data.xor()
-    trained, _ = jaxnet.fit(net, params, x, y, loss="mse", optimizer=jaxnet.optim.sgd(1.0), epochs=300)
+    trained, _, _, _ = jaxnet.fit(net, params, x, y, loss="mse", optimizer=jaxnet.optim.sgd(1.0), epochs=300)
     np.testing.assert_array_equal(trained[0]["W"][:, 0], trained[0]["W"][:, 1])
     assert not jnp.allclose(trained[0]["W"], params[0]["W"])  # it did train
 

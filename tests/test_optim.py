@@ -222,7 +222,7 @@ def test_fit_records_the_tutorial_rates_float64(x64):
     _, _, params = _xor_params(2, jnp.float64)
     x, y = data.xor(jnp.float64)
     opt = optim.optimizer("sgd", 100.0, plateau=(0.8, 5))
-    _, state, history = fit(net, params, x, y, loss="mse", optimizer=opt, epochs=400, return_opt_state=True)
+    _, _, state, history = fit(net, params, x, y, loss="mse", optimizer=opt, epochs=400)
     ref = schedule_rates(np.asarray(history["loss"]), 100.0, 0.8, 5)
     assert len(ref.decays) >= 5  # the run really exercises the decay
     np.testing.assert_allclose(history["learning_rate"], ref.used, rtol=1e-12, atol=0)
@@ -236,7 +236,7 @@ def test_fit_records_the_tutorial_rates_float32():
     _, _, params = _xor_params(2, jnp.float32)
     x, y = data.xor()
     opt = optim.optimizer("sgd", 100.0, plateau=(0.8, 5))
-    _, history = fit(net, params, x, y, loss="mse", optimizer=opt, epochs=400)
+    _, _, _, history = fit(net, params, x, y, loss="mse", optimizer=opt, epochs=400)
     ref = schedule_rates(np.asarray(history["loss"], np.float64), 100.0, 0.8, 5)
     assert len(ref.decays) >= 5
     assert [t for t, _ in optim.decays(history)] == [t for t, _ in ref.decays if t < 399]
@@ -251,8 +251,8 @@ def test_fit_reproduces_the_tutorial_loop_with_its_schedule(x64):
     losses, used, ref_decays = train_with_schedule(weights, biases, np.asarray(x), np.asarray(y), epochs=600,
                                                    learning_rate=200.0, decay_rate=0.7, patience=4)
     net = mlp([2, 4, 1], activation="sigmoid", dtype=jnp.float64)
-    _, state, history = fit(net, params, x, y, loss="mse", optimizer=optim.optimizer("sgd", 200.0, plateau=(0.7, 4)),
-                            epochs=600, tutorial_scaling=True, return_opt_state=True)
+    _, _, state, history = fit(net, params, x, y, loss="mse", optimizer=optim.optimizer("sgd", 200.0, plateau=(0.7, 4)),
+                            epochs=600, tutorial_scaling=True)
     assert len(ref_decays) >= 3
     np.testing.assert_allclose(history["loss"], losses, rtol=1e-9, atol=1e-14)
     np.testing.assert_allclose(history["learning_rate"], used, rtol=1e-12, atol=0)
@@ -490,7 +490,7 @@ def test_fit_compiles_once_per_shape_with_each_optimizer_and_the_plateau_decay(n
 
     def run(lr, x, y):
         opt = counting(optim.optimizer(name, lr, book=book, plateau=(0.5, 3)), counter, wrappers)
-        return fit(net, params, x, y, loss="mse", optimizer=opt, epochs=12)[1]
+        return fit(net, params, x, y, loss="mse", optimizer=opt, epochs=12).history
 
     run(0.1, x, y)
     traces = counter[0]
@@ -531,12 +531,12 @@ def test_j2_vmapped_learning_rates_and_static_epochs():
     x, y = jnp.ones((1, 1)), jnp.zeros((1, 1))
 
     def run(lr):
-        return fit(net, params, x, y, loss="mse", optimizer=optim.sgd(lr), epochs=10)[0][0]["w"]
+        return fit(net, params, x, y, loss="mse", optimizer=optim.sgd(lr), epochs=10).params[0]["w"]
 
     w = jax.vmap(run)(jnp.array([0.1, 0.25, 0.5]))
     np.testing.assert_allclose(w, [0.21474836, 0.001953125, 0.0], rtol=1e-6, atol=1e-12)  # 2 (1 - 2 lr)^10
     for epochs in (100, 200):
-        _, history = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(0.1), epochs=epochs)
+        _, _, _, history = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(0.1), epochs=epochs)
         assert history["loss"].shape == (epochs,) and history["learning_rate"].shape == (epochs,)
 
 

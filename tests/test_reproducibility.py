@@ -30,9 +30,8 @@ SCRIPT = textwrap.dedent("""
         net = mlp([2, 8, 4, 1], activation="tanh", output_activation="identity")
         _, params = net.init(k_init)
         tx = optim.optimizer("adam", 0.05, plateau=(0.5, 3))
-        params, state, history = fit(net, params, x, y, loss="sigmoid_binary_crossentropy", optimizer=tx,
-                                     epochs=40, batch_size=10, key=k_shuffle, validation_data=(x_val, y_val),
-                                     return_opt_state=True)
+        params, _, state, history = fit(net, params, x, y, loss="sigmoid_binary_crossentropy", optimizer=tx,
+                                     epochs=40, batch_size=10, key=k_shuffle, validation_data=(x_val, y_val))
         return params, state, history
 
     results = {}

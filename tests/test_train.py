@@ -47,7 +47,7 @@ def test_reproduces_the_tutorial_numpy_run_at_every_epoch(task, mode, x64):
     expected = ref.train(weights, biases, x, y, epochs=epochs, learning_rate=lr, loss=ref_loss).losses
     net = mlp(sizes, dtype=jnp.float64)
     m = x.shape[0]
-    params, history = fit(net, to_jaxnet(weights, biases, jnp.float64), jnp.asarray(x), jnp.asarray(y), loss=loss,
+    params, _, _, history = fit(net, to_jaxnet(weights, biases, jnp.float64), jnp.asarray(x), jnp.asarray(y), loss=loss,
                           optimizer=optim.sgd(lr / m if mode == "lr_over_m" else lr), epochs=epochs,
                           tutorial_scaling=mode == "tutorial_scaling")
     np.testing.assert_allclose(np.asarray(history["loss"]), expected, rtol=1e-9, atol=0)
@@ -57,7 +57,8 @@ def xor_run(dtype, grad):
     x, y = data.xor(dtype)
     net = mlp([2, 4, 1], dtype=dtype)
     _, params = net.init(jax.random.key(3))
-    return fit(net, params, x, y, loss="mse", optimizer=optim.sgd(1.0), epochs=5000, grad=grad)
+    result = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(1.0), epochs=5000, grad=grad)
+    return result.params, result.history
 
 
 def test_backprop_and_autodiff_give_the_same_run_float32():
@@ -76,7 +77,7 @@ def test_history_records_the_loss_before_each_update():
     x, y = data.xor()
     net = mlp([2, 3, 1])
     _, params = net.init(jax.random.key(0))
-    trained, history = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(0.5), epochs=7)
+    trained, _, _, history = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(0.5), epochs=7)
     assert history["loss"].shape == (7,) and history["learning_rate"].shape == (7,)
     np.testing.assert_allclose(history["loss"][0], jaxnet.losses.mse(net.apply(params, x), y), rtol=1e-6)
     # epoch 1 starts from one manual SGD step
@@ -105,7 +106,7 @@ def test_a_new_learning_rate_does_not_recompile():
     _, params = net.init(jax.random.key(0))
     fit(net, params, x, y, loss=loss, optimizer=optim.sgd(0.1), epochs=20)
     traced = count[0]
-    _, h = fit(net, params, x, y, loss=loss, optimizer=optim.sgd(0.7), epochs=20)
+    _, _, _, h = fit(net, params, x, y, loss=loss, optimizer=optim.sgd(0.7), epochs=20)
     assert count[0] == traced
     np.testing.assert_allclose(h["learning_rate"], 0.7)
     # rebuilding the same network does not recompile either
@@ -124,9 +125,9 @@ def test_vmap_over_seeds_equals_separate_fits():
         return fit(net, params, x, y, loss="mse", optimizer=optim.sgd(1.0), epochs=200)
 
     keys = jax.random.split(jax.random.key(0), 3)
-    stacked, histories = jax.vmap(run)(keys)
+    stacked, _, _, histories = jax.vmap(run)(keys)
     for i in range(3):
-        single, h = run(keys[i])
+        single, _, _, h = run(keys[i])
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=0, atol=1e-6), stacked, single)
         np.testing.assert_allclose(histories["loss"][i], h["loss"], rtol=1e-6)
     assert not np.allclose(histories["loss"][0], histories["loss"][1])
@@ -136,8 +137,8 @@ def test_plain_optax_optimizer_works():
     x, y = data.xor()
     net = mlp([2, 4, 1])
     _, params = net.init(jax.random.key(0))
-    p1, h1 = fit(net, params, x, y, loss="mse", optimizer=optax.sgd(1.0), epochs=50)
-    p2, h2 = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(1.0), epochs=50)
+    p1, _, _, h1 = fit(net, params, x, y, loss="mse", optimizer=optax.sgd(1.0), epochs=50)
+    p2, _, _, h2 = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(1.0), epochs=50)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), p1, p2)
     assert np.all(np.isnan(h1["learning_rate"]))  # a plain optax state does not expose its rate
 
@@ -146,7 +147,7 @@ def test_divergence_stops_training_with_finite_params():
     x, y = data.xor()
     net = mlp([2, 4, 1], activation="relu", output_activation="identity")
     _, params = net.init(jax.random.key(0))
-    trained, history = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(1e6), epochs=50)
+    trained, _, _, history = fit(net, params, x, y, loss="mse", optimizer=optim.sgd(1e6), epochs=50)
     epoch = int(history["diverged_epoch"])
     assert 0 <= epoch < 50
     assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(trained))

@@ -90,6 +90,7 @@ def fit(
     validation_data: tuple[jax.Array, jax.Array] | None = None,
     tutorial_scaling: bool = False,
     opt_state: Any = None,
+    weight_decay: float | jax.Array | None = None,
 ) -> FitResult:
     """Train `net` from `params` for `epochs` epochs in one jitted `lax.scan`.
 
@@ -140,6 +141,11 @@ def fit(
         tutorial_scaling: divide every gradient by the batch size, reproducing the tutorial's numpy
             code (which divides by m twice); equivalent to the true gradient with lr / m for SGD.
         opt_state: optimizer state to resume from (default `optimizer.init(params)`).
+        weight_decay: the book's L2 regulariser's lambda (`jaxnet.network.l2_penalty`: 0.5 lambda
+            sum W^2 over the weights, not biases or BatchNorm parameters); added to the loss (and to
+            the recorded `history["loss"]`) and its gradient `lambda W` to the weights' gradients by
+            the gradient route. May be traced (vmapped in a hyperparameter search). For decoupled
+            decay (AdamW) use the optimizer instead (`jaxnet.optim.adamw`).
 
     Returns:
         `FitResult(params, state, opt_state, history)`; history a dict of arrays of shape (epochs,):
@@ -187,6 +193,10 @@ def fit(
     if state is None:
         state = net.init_state(x.shape[1:])
     net._check_state(params, x, state)
+    if weight_decay is not None:
+        check_positive("weight_decay", weight_decay, allow_zero=True)
+        if isinstance(weight_decay, (int, float)) and weight_decay == 0:
+            weight_decay = None
     if opt_state is None:
         opt_state = optimizer.init(params)
     else:
@@ -199,7 +209,7 @@ def fit(
         val = check_data(net, params, *validation_data, loss_fn, x_name="validation_data[0]",
                          y_name="validation_data[1]", same_dtype=True)
     return FitResult(*_run(
-        params, state, opt_state, x, y, key, val,
+        params, state, opt_state, x, y, key, val, weight_decay,
         net=net, loss_fn=loss_fn, grad_fn=grad_fn, update=optimizer.update,
         extra_args=isinstance(optimizer, optax.GradientTransformationExtraArgs),
         epochs=epochs, batch_size=batch_size, tutorial_scaling=tutorial_scaling,
@@ -211,7 +221,7 @@ def fit(
     static_argnames=("net", "loss_fn", "grad_fn", "update", "extra_args", "epochs", "batch_size",
                      "tutorial_scaling"),
 )
-def _run(params, state, opt_state, x, y, key, val, *, net, loss_fn, grad_fn, update, extra_args, epochs,
+def _run(params, state, opt_state, x, y, key, val, weight_decay, *, net, loss_fn, grad_fn, update, extra_args, epochs,
          batch_size, tutorial_scaling):
     n = x.shape[0]
 
@@ -220,7 +230,8 @@ def _run(params, state, opt_state, x, y, key, val, *, net, loss_fn, grad_fn, upd
         epoch's last step the optimizer sees the epoch mean."""
         params, state, opt_state, stopped, total = carry
         xb, yb, step_key, last = batch
-        loss, grads = grad_fn(net, params, xb, yb, loss_fn, state=state, key=step_key, train=True)
+        loss, grads = grad_fn(net, params, xb, yb, loss_fn, state=state, key=step_key, train=True,
+                              weight_decay=weight_decay)
         if tutorial_scaling:
             grads = jax.tree.map(lambda g: g / xb.shape[0], grads)
         total = total + jnp.where(stopped, jnp.nan, loss) * xb.shape[0]

@@ -52,6 +52,7 @@ class Layer:
 
     has_state: ClassVar[bool] = False
     is_random: ClassVar[bool] = False
+    decayed: ClassVar[tuple[str, ...]] = ()  # names of the params weight decay applies to (weights, not biases)
 
     @property
     def name(self) -> str:
@@ -76,6 +77,11 @@ class Layer:
     def update_state(self, params: Params, state: State, x: jax.Array, *, key: jax.Array | None = None) -> State:
         del params, x, key
         return state
+
+    def decay_mask(self, params: Params) -> Any:
+        """A pytree of bools like `params`: True for the weights that weight decay applies to (the
+        names in `decayed`), False for biases and normalisation parameters."""
+        return {name: name in self.decayed for name in params}
 
 
 def require_key(layer_name: str, key: Any, train: bool) -> None:

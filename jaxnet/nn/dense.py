@@ -51,6 +51,7 @@ class Dense(Layer):
     W_init: str | Callable = dataclasses.field(default="he_normal", kw_only=True)
     b_init: str | Callable = dataclasses.field(default="zeros", kw_only=True)
     dtype: Any = dataclasses.field(default=jnp.float32, kw_only=True)
+    decayed = ("W",)
 
     def __post_init__(self):
         check_positive("n_out", self.n_out, integer=True)

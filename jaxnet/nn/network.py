@@ -193,6 +193,10 @@ class Network(Layer):
             dy = dx
         return tuple(grads), dy
 
+    def decay_mask(self, params):
+        """Weight-decay mask (a pytree of bools like params): each layer's `decay_mask`."""
+        return tuple(layer.decay_mask(p) for layer, p in zip(self.layers, params))
+
     def update_state(self, params, state, x, *, key=None):
         """The state after a training step on x: each stateful layer updated with its input in
         training mode (the same dropout masks as the step, given the same key)."""

@@ -17,6 +17,7 @@ ALL = [
     "digits",
     "breast_cancer",
     "mnist",
+    "batchnorm_dropout",
 ]
 
 # Runnable by name, not part of `all`.

@@ -100,7 +100,10 @@ CASES = {
                       r"key: expected a PRNG key .* got ArrayImpl with dtype float32 and shape \(2,\)"),
     "a batch of keys": (fit_with(batch_size=2, key=jax.random.split(jax.random.key(0), 3)), ValueError,
                         r"key: expected one PRNG key, got a batch of keys of shape \(3,\)"),
-    "optimizer a name": (fit_with(optimizer="sgd"), TypeError, r"optimizer: expected an optax GradientTransformation, got str"),
+    "optimizer a name without hyperparams": (fit_with(optimizer="sgd"), ValueError,
+                                             r"hyperparams: optimizer='sgd' is a name and needs hyperparams"),
+    "optimizer neither": (fit_with(optimizer=5), TypeError,
+                          r"optimizer: expected an optax GradientTransformation or an optimizer name"),
     "unknown loss": (fit_with(loss="hinge"), ValueError, r"loss: unknown loss 'hinge'; expected one of: "),
     "loss not a Loss": (fit_with(loss=5), TypeError, r"loss: expected a name or a jaxnet.losses.Loss, got int"),
     "unknown gradient route": (fit_with(grad="numerical"), ValueError, r"grad: unknown gradient route 'numerical'"),
@@ -258,7 +261,7 @@ def test_transformations_still_work():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grads, grads_ref)
     assert np.isfinite(jax.grad(losses.softmax_cross_entropy)(jnp.zeros((2, 3)), jnp.array([0, 2]))).all()
     rates = jnp.array([0.1, 0.5])
-    _, history = jax.vmap(lambda lr: fit(NET, PARAMS, X, Y, loss="mse", optimizer=optim.sgd(lr), epochs=3))(rates)
+    history = jax.vmap(lambda lr: fit(NET, PARAMS, X, Y, loss="mse", optimizer=optim.sgd(lr), epochs=3))(rates).history
     assert history["loss"].shape == (2, 3)
 
 

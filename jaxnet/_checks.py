@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import warnings
 from typing import Any, Iterable
 
 import jax
@@ -417,6 +418,49 @@ def _label_hint(name: str, shape: tuple[int, ...], pred_shape: tuple[int, ...], 
     if not integer and shape in (pred_shape[:-1], pred_shape[:-1] + (1,)):
         return f" (float class labels? cast them to int: {name}.ravel().astype(jnp.int32))"
     return ""
+
+
+_SQUASHING = ("softmax", "sigmoid")  # outputs in (0, 1): probabilities, not logits
+_BOUNDED = ("relu", "tanh")  # outputs that cannot take every real value
+
+
+def check_output_pairing(net: Any, loss: Any) -> None:
+    """Check that the network's output layer suits the loss, as the `Loss` record describes it.
+
+    Reads `net.layers[-1].name` ("softmax", "sigmoid", "identity", "relu", "tanh", "Dense(k)", ...;
+    a Dense layer last means an identity output) and the record's `from_logits` and
+    `output_activation`. Other layer names are not judged.
+
+    Raises:
+        ValueError: a softmax or sigmoid output feeding a loss that takes logits (a double softmax
+            or sigmoid: `softmax_cross_entropy`, `sigmoid_binary_crossentropy`), or a loss that
+            takes probabilities from a sigmoid (`binary_crossentropy`) after any other known
+            output layer; the message names the fix.
+
+    Warns:
+        UserWarning: a ReLU or tanh output feeding a logit loss (it bounds the logits, e.g.
+            `mlp([4, 8, 3], activation="relu")`, whose output activation defaults to the hidden one).
+    """
+    contract = _loss_contract(loss)
+    if not getattr(net, "layers", None):
+        return
+    last = str(getattr(net.layers[-1], "name", ""))
+    out = "identity" if last.startswith("Dense") else last
+    known = out in ("identity", *_SQUASHING, *_BOUNDED)
+    if contract.from_logits and out in _SQUASHING:
+        alternative = {"softmax": "", "sigmoid": " (or keep it and use loss='binary_crossentropy')"}[out]
+        raise ValueError(f"net: its output layer is {out}, but {contract.name} takes logits and applies the {out} "
+                         f"itself (a double {out}); build the network with output_activation='identity', e.g. "
+                         f"jaxnet.mlp(sizes, output_activation='identity'){alternative}")
+    wanted = contract.output_activation
+    if not contract.from_logits and wanted in _SQUASHING and known and out != wanted:
+        alternative = " or loss='sigmoid_binary_crossentropy' on identity (logit) outputs" if wanted == "sigmoid" else ""
+        raise ValueError(f"net: its output layer is {out}, but {contract.name} expects probabilities in [0, 1] from a "
+                         f"{wanted} output layer; use output_activation='{wanted}'{alternative}")
+    if contract.from_logits and out in _BOUNDED:
+        warnings.warn(f"net: its output layer is {out}, which bounds the logits that {contract.name} expects "
+                      f"(mlp's output_activation defaults to the hidden activation); pass "
+                      f"output_activation='identity'", UserWarning, stacklevel=2)
 
 
 def check_data(net: Any, params: Any, x: Any, y: Any, loss: Any, *, x_name: str = "x", y_name: str = "y",

@@ -1,7 +1,8 @@
 """Softmax classifiers: the fused softmax + cross-entropy gradient through networks, and the metrics.
 
 References used here, independent of the code under test: `jax.grad` of a cross-entropy written in
-this file with `jax.nn.log_softmax`, central finite differences (`jaxnet.gradcheck`), numpy, and
+this file with `jax.nn.log_softmax` of a forward pass written with `jax.nn` activations, central
+finite differences (`jaxnet.gradcheck`), numpy, and
 scikit-learn's `accuracy_score` and `confusion_matrix`; field cases N4 and N5
 (../shared/cases/field-cases.md) with their published values.
 """
@@ -36,10 +37,21 @@ def cross_entropy(logits, labels, n_classes):
 backprop_jit = jax.jit(backprop, static_argnums=(0, 4))
 
 
+PLAIN = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid, "identity": lambda v: v}
+
+
+def plain_apply(net, params, x):
+    """The network's forward pass in plain jax (jax.nn activations, not jaxnet's, whose custom JVPs
+    are jaxnet's hand derivatives and so no independent reference)."""
+    for layer, p in zip(net.layers, params):
+        x = x @ p["W"] + p["b"] if layer.name.startswith("Dense") else PLAIN[layer.name](x)
+    return x
+
+
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def reference_value_and_grad(net, params, x, y, n_classes):
-    """jax.value_and_grad of this file's cross-entropy of the network's logits."""
-    return jax.value_and_grad(lambda p: cross_entropy(net.apply(p, x), y, n_classes))(params)
+    """jax.value_and_grad of this file's cross-entropy of the plain-jax network's logits."""
+    return jax.value_and_grad(lambda p: cross_entropy(plain_apply(net, p, x), y, n_classes))(params)
 
 
 def assert_close_tree(hand, auto):

@@ -83,7 +83,7 @@ def check_finite(name: str, arr: Any) -> None:
     """
     if not _inspectable(arr) or not jnp.issubdtype(jnp.result_type(arr), jnp.inexact):
         return
-    with jax.ensure_compile_time_eval():  # a concrete array captured inside a trace: compute, don't stage
+    with jax.ensure_compile_time_eval():  # concrete values stay concrete inside a user's jit trace
         if bool(_all_finite(arr)):
             return
         finite = jnp.isfinite(arr)

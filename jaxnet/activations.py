@@ -11,8 +11,10 @@ tails included:
   1 (x >= 17 in float32: at x = 20 the true value is 2.0611537e-09), and `jax.grad(jax.nn.sigmoid)` uses
   that cancelling form. jaxnet's `sigmoid` (and `tanh`, likewise) therefore carries a custom JVP with
   the stable form, so the hand derivative, `jax.grad` and the true value agree over the whole float
-  range. The derivative rules are then the hand ones by construction; finite differences and a
-  float64 closed form are the independent checks (tests/test_activations.py).
+  range. `jax.grad` of jaxnet's sigmoid and tanh therefore equals the hand derivatives by
+  construction and is no check of them: the independent checks are float64 closed forms, `jax.grad`
+  of plain `jax.nn.sigmoid` / `jnp.tanh` in float64 where their rules do not cancel, and central
+  finite differences (tests/test_activations.py).
 
 `softmax` is not elementwise; its vector-Jacobian product is `softmax_vjp`.
 

@@ -13,9 +13,20 @@ example, treated as a batch of one) and returns a scalar of y_pred's dtype. Redu
 Each `*_grad` is the gradient of exactly that scalar w.r.t. y_pred (so it carries the 1/batch factor
 once), and backprop uses it unchanged. All are finite for saturated predictions and huge logits.
 
-Eager calls validate their arguments (ValueError / TypeError naming the argument): y_pred floating,
-y_true of y_pred's shape (integer labels (batch,) in [0, classes) for softmax_cross_entropy), targets
-in [0, 1] for the cross-entropies, no NaN or infinity in y_true. Under jit/vmap/grad nothing is checked.
+Rules shared by every loss (each `Loss` record states its own target contract, see `Loss`):
+
+- Shapes and dtypes are checked on every call, under `jit`, `vmap` and `grad` too (shapes are
+  static): y_pred floating; y_true of y_pred's shape, or integer class labels of shape
+  y_pred.shape[:-1] for `softmax_cross_entropy`. TypeError / ValueError starting with the argument's
+  name, never a silent broadcast of (n,) against (n, 1).
+- Values are checked when they are concrete (eager calls, or targets captured from outside a trace):
+  labels in [0, classes), targets in [0, 1] for the cross-entropies, probabilities in [0, 1] for
+  `binary_crossentropy`, no NaN or infinity in y_true. Traced values cannot be inspected: there an
+  invalid entry makes its row's loss NaN and its gradient NaN (never a plausible finite number), so
+  `fit`'s divergence guard catches it.
+- 0 * log 0 = 0 in every cross-entropy: a class (or unit) whose target is 0 contributes nothing,
+  even when its predicted log-probability is -inf (a masked logit), and the gradient stays finite:
+  `softmax_cross_entropy([[-inf, 0, 0]], [1]) = ln 2` with gradient [0, -0.5, 0.5].
 
 Source: Deep Learning from Scratch, 4.2 (loss functions) and 5.6.3 (softmax-with-loss backward);
 Goodfellow et al., *Deep Learning*, 6.2.2.
@@ -31,56 +42,124 @@ import jax.numpy as jnp
 from jaxnet._checks import as_array, as_float_array, check_targets, is_concrete
 from jaxnet.activations import sigmoid, softmax
 
+SAME_SHAPE = "same_shape"
+LABELS = "labels"
+
 
 class Loss(NamedTuple):
-    """A loss: `value(y_pred, y_true) -> scalar` and `grad(y_pred, y_true) -> dL/dy_pred`.
+    """A loss: `value(y_pred, y_true) -> scalar` and `grad(y_pred, y_true) -> dL/dy_pred`, with its
+    target contract, which `jaxnet._checks.check_targets` reads (for the built-in losses and for
+    user-defined ones alike).
 
-    `from_logits` says whether y_pred is a logit (threshold 0 for binary accuracy) or a
-    probability / value (threshold 0.5); `output_activation` is the output layer it pairs with.
+    Fields:
+        name: the loss's name in reports and errors.
+        value, grad: the loss (a scalar) and its gradient w.r.t. y_pred (y_pred's shape).
+        from_logits: y_pred is a logit (unbounded score; binary accuracy thresholds it at 0) rather
+            than a probability or a value (threshold 0.5).
+        output_activation: the output layer it pairs with ("identity" for logits and values,
+            "sigmoid" for probabilities); `jaxnet._checks.check_output_pairing` compares it with a
+            network's last layer.
+        targets: `"same_shape"` (y_true has y_pred's shape) or `"labels"` (integer class labels of
+            shape y_pred.shape[:-1] in [0, classes), or one-hot / probability targets of y_pred's
+            shape).
+        target_range: closed interval (low, high) every non-label target must lie in, or None.
+        prediction_range: closed interval every y_pred entry must lie in (probabilities), or None.
+
+    The defaults make `Loss(name, value, grad)` a same-shape loss with no value contract.
     """
 
     name: str
     value: Callable[[jax.Array, jax.Array], jax.Array]
     grad: Callable[[jax.Array, jax.Array], jax.Array]
-    from_logits: bool
-    output_activation: str
+    from_logits: bool = False
+    output_activation: str = "identity"
+    targets: str = SAME_SHAPE
+    target_range: tuple[float, float] | None = None
+    prediction_range: tuple[float, float] | None = None
 
     def __call__(self, y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
         return self.value(y_pred, y_true)
 
 
-def _checked(loss_name: str, pred_name: str, y_pred, true_name: str, y_true):
-    """Eager validation of a loss's two arguments (skipped under jit/vmap/grad: no traced cost).
+def _prepare(loss_name: str, pred_name: str, y_pred, true_name: str, y_true):
+    """Check (y_pred, y_true) against the contract of the loss `loss_name`; return them as arrays,
+    the targets densified (one-hot rows for integer labels) in y_pred's dtype.
 
-    y_pred must be a floating array; y_true must fit it as `jaxnet._checks.check_targets` says (same
-    shape; integer labels (batch,) in range for softmax_cross_entropy; targets in [0, 1] for the
-    cross-entropies; finite). Raises TypeError / ValueError naming the argument.
+    Shapes and dtypes are checked always (they are static); values when concrete. Where a value
+    could not be checked (a tracer) and breaks the contract, both the prediction and the target of
+    that entry (the whole row, for a label) become NaN, so the loss, the hand gradient and
+    `jax.grad` are NaN there.
     """
-    if not is_concrete((y_pred, y_true)):
-        return y_pred, y_true
+    contract = LOSSES[loss_name]
     y_pred = as_float_array(pred_name, y_pred)
     y_true = as_array(true_name, y_true, "an array of targets")
-    check_targets(true_name, y_true, y_pred.shape, loss_name, pred_name=pred_name)
-    return y_pred, y_true
+    check_targets(true_name, y_true, y_pred.shape, contract, pred_name=pred_name, y_pred=y_pred)
+    labels = contract.targets == LABELS and jnp.issubdtype(y_true.dtype, jnp.integer)
+    if labels:
+        classes = y_pred.shape[-1]
+        bad = None if is_concrete(y_true) else ((y_true < 0) | (y_true >= classes))[..., None]
+        y = jax.nn.one_hot(y_true, classes, dtype=y_pred.dtype)
+    else:
+        bad = None if is_concrete(y_true) else _outside(y_true, contract.target_range)
+        y = y_true.astype(y_pred.dtype)
+    if not is_concrete(y_pred):
+        bad = _either(bad, _outside(y_pred, contract.prediction_range))
+    if bad is not None:  # added, not selected, so that the NaN reaches jax.grad w.r.t. y_pred too
+        y_pred = y_pred + jnp.where(bad, jnp.nan, 0).astype(y_pred.dtype)
+        y = jnp.where(bad, jnp.nan, y)
+    return y_pred, y
+
+
+def _outside(a: jax.Array, interval: tuple[float, float] | None) -> jax.Array | None:
+    """Boolean mask of the entries of `a` outside the closed `interval` (None when there is none)."""
+    if interval is None:
+        return None
+    low, high = interval
+    return (a < low) | (a > high)
+
+
+def _either(a: jax.Array | None, b: jax.Array | None) -> jax.Array | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return a | b
+
+
+def _xlogp(y: jax.Array, log_p: jax.Array) -> jax.Array:
+    """`y * log_p` with 0 wherever y == 0, even for log_p = -inf; gradients w.r.t. both stay finite.
+
+    The inner `where` keeps the untaken -inf out of the product, so the derivative w.r.t. y is not
+    0 * inf = NaN either (a `where` on the product alone has a finite value but a NaN gradient).
+    """
+    zero = y == 0
+    return jnp.where(zero, 0, y * jnp.where(zero, 0, log_p))
 
 
 def mse(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
     """Mean squared error `mean((y_pred - y_true)^2)` over the batch and the output units.
 
     Args:
-        y_pred: float (batch, outputs). y_true: same shape, same dtype.
+        y_pred: float (batch, outputs). y_true: same shape (float, int or bool), finite.
 
     Returns:
-        Scalar of y_pred's dtype. Source: Deep Learning from Scratch, eq. (4.1) (the book halves it;
-        the tutorial, like jaxnet, takes the plain mean).
+        Scalar of y_pred's dtype.
+
+    Raises:
+        TypeError: y_pred not floating, y_true not numeric. ValueError: y_true of another shape
+            (traced or not), or NaN / infinity in a concrete y_true.
+
+    Source: Deep Learning from Scratch, eq. (4.1) (the book halves it; the tutorial, like jaxnet,
+    takes the plain mean).
     """
-    y_pred, y_true = _checked("mse", "y_pred", y_pred, "y_true", y_true)
+    y_pred, y_true = _prepare("mse", "y_pred", y_pred, "y_true", y_true)
     return jnp.mean(jnp.square(y_pred - y_true))
 
 
 def mse_grad(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
-    """Gradient of `mse` w.r.t. y_pred: `2 (y_pred - y_true) / y_pred.size`; shape of y_pred."""
-    y_pred, y_true = _checked("mse", "y_pred", y_pred, "y_true", y_true)
+    """Gradient of `mse` w.r.t. y_pred: `2 (y_pred - y_true) / y_pred.size`; shape of y_pred.
+
+    Same arguments and errors as `mse`.
+    """
+    y_pred, y_true = _prepare("mse", "y_pred", y_pred, "y_true", y_true)
     return 2 * (y_pred - y_true) / y_pred.size
 
 
@@ -90,6 +169,7 @@ def _clip_probability(p: jax.Array) -> tuple[jax.Array, jax.Array]:
     eps is the dtype's own machine epsilon (1.19e-7 for float32, 2.2e-16 for float64), so 1 - eps is
     representable and strictly below 1 in that dtype; a fixed 1e-15 rounds to 1 in float32 and clips
     nothing. `where` (not `clip`) is used so that the derivative at the bounds is exactly 0 or 1.
+    A NaN p stays NaN (it is neither below nor above the bounds).
     """
     eps = jnp.finfo(p.dtype).eps
     low, high = p < eps, p > 1 - eps
@@ -105,21 +185,31 @@ def binary_crossentropy(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
     rather than NaN from 0 * log 0.
 
     Args:
-        y_pred: probabilities in [0, 1], float (batch, outputs). y_true: targets in [0, 1], same shape.
+        y_pred: probabilities in [0, 1] (a sigmoid output), float (batch, outputs).
+        y_true: targets in [0, 1], same shape.
 
     Returns:
-        Scalar of y_pred's dtype. Source: Goodfellow et al., eq. (6.20); the tutorial's BCE.
+        Scalar of y_pred's dtype; NaN when a traced y_pred or y_true lies outside [0, 1].
+
+    Raises:
+        TypeError: y_pred not floating, y_true not numeric. ValueError: y_true of another shape;
+            concrete y_true outside [0, 1] or not finite; concrete y_pred outside [0, 1] (logits?
+            use `sigmoid_binary_crossentropy`).
+
+    Source: Goodfellow et al., eq. (6.20); the tutorial's BCE.
     """
-    y_pred, y_true = _checked("binary_crossentropy", "y_pred", y_pred, "y_true", y_true)
+    y_pred, y_true = _prepare("binary_crossentropy", "y_pred", y_pred, "y_true", y_true)
     p, _ = _clip_probability(y_pred)
-    return -jnp.mean(y_true * jnp.log(p) + (1 - y_true) * jnp.log1p(-p))
+    return -jnp.mean(_xlogp(y_true, jnp.log(p)) + _xlogp(1 - y_true, jnp.log1p(-p)))
 
 
 def binary_crossentropy_grad(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
     """Gradient of `binary_crossentropy` w.r.t. y_pred: `(p - y) / (p (1 - p)) / size` inside the clip
-    range, 0 outside it (where the clipped loss is flat). Always finite; shape of y_pred.
+    range, 0 outside it (where the clipped loss is flat). Finite for valid input; shape of y_pred.
+
+    Same arguments and errors as `binary_crossentropy`.
     """
-    y_pred, y_true = _checked("binary_crossentropy", "y_pred", y_pred, "y_true", y_true)
+    y_pred, y_true = _prepare("binary_crossentropy", "y_pred", y_pred, "y_true", y_true)
     p, inside = _clip_probability(y_pred)
     g = (-(y_true / p) + (1 - y_true) / (1 - p)) / y_pred.size
     return jnp.where(inside, g, jnp.zeros_like(g))
@@ -128,30 +218,34 @@ def binary_crossentropy_grad(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
 def sigmoid_binary_crossentropy(logits: jax.Array, y_true: jax.Array) -> jax.Array:
     """Binary cross-entropy of `sigmoid(logits)`, computed from the logits without overflow.
 
-    `mean(softplus(z) - y z)` over the batch and the output units, with softplus(z) = log(1 + e^z)
-    evaluated stably; equal to `binary_crossentropy(sigmoid(z), y)` without its clipping.
+    `-mean(y log sigmoid(z) + (1 - y) log sigmoid(-z))` over the batch and the output units, with
+    `log sigmoid` evaluated stably (`jax.nn.log_sigmoid`) and 0 * log 0 = 0, so z = +-inf with the
+    matching target costs 0 (not NaN); equal to `binary_crossentropy(sigmoid(z), y)` without its
+    clipping.
 
     Args:
         logits: float (batch, outputs). y_true: targets in [0, 1], same shape.
 
     Returns:
-        Scalar of logits' dtype. Source: Goodfellow et al., 6.2.2.2.
+        Scalar of logits' dtype; NaN when a traced y_true lies outside [0, 1].
+
+    Raises:
+        TypeError: logits not floating, y_true not numeric. ValueError: y_true of another shape;
+            concrete y_true outside [0, 1] or not finite.
+
+    Source: Goodfellow et al., 6.2.2.2.
     """
-    logits, y_true = _checked("sigmoid_binary_crossentropy", "logits", logits, "y_true", y_true)
-    return jnp.mean(jax.nn.softplus(logits) - y_true * logits)
+    logits, y_true = _prepare("sigmoid_binary_crossentropy", "logits", logits, "y_true", y_true)
+    return -jnp.mean(_xlogp(y_true, jax.nn.log_sigmoid(logits)) + _xlogp(1 - y_true, jax.nn.log_sigmoid(-logits)))
 
 
 def sigmoid_binary_crossentropy_grad(logits: jax.Array, y_true: jax.Array) -> jax.Array:
-    """Gradient of `sigmoid_binary_crossentropy` w.r.t. the logits: `(sigmoid(z) - y) / size`."""
-    logits, y_true = _checked("sigmoid_binary_crossentropy", "logits", logits, "y_true", y_true)
+    """Gradient of `sigmoid_binary_crossentropy` w.r.t. the logits: `(sigmoid(z) - y) / size`.
+
+    Same arguments and errors as `sigmoid_binary_crossentropy`.
+    """
+    logits, y_true = _prepare("sigmoid_binary_crossentropy", "logits", logits, "y_true", y_true)
     return (sigmoid(logits) - y_true) / logits.size
-
-
-def _as_one_hot(labels: jax.Array, logits: jax.Array) -> jax.Array:
-    """One-hot (or soft) targets of logits' shape from integer labels (batch,) or targets as given."""
-    if jnp.issubdtype(labels.dtype, jnp.integer):
-        return jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
-    return labels
 
 
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -159,30 +253,38 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
     Computed with a log-softmax per row, so huge logits are exact: logits [-431, 279, 427] with
     class 0 give 858.0. `softmax_cross_entropy([[1,2,3],[1,2,3]], [2, 2]) = 0.407606` (the mean, not
-    the sum over rows).
+    the sum over rows). A class with target 0 adds nothing even at logit -inf (0 * log 0 = 0):
+    `softmax_cross_entropy([[-inf, 0, 0]], [1]) = ln 2`.
 
     Args:
         logits: float (batch, classes).
         labels: integer class indices (batch,) in [0, classes), or one-hot / probability targets
-            (batch, classes) of logits' dtype. Integer labels outside the range raise ValueError
-            on eager calls; under jit/vmap (not checked) they count as all-zero targets.
+            in [0, 1] of logits' shape.
 
     Returns:
-        Scalar of logits' dtype. Source: Deep Learning from Scratch, eq. (4.2) and 5.6.3.
+        Scalar of logits' dtype. A traced label outside [0, classes) (or a traced target outside
+        [0, 1]) makes its row's loss NaN, hence the mean NaN.
+
+    Raises:
+        TypeError: logits not floating, labels not numeric. ValueError: labels of another shape
+            (float labels (batch,) get a hint to cast to int); concrete labels out of range, targets
+            outside [0, 1] or not finite.
+
+    Source: Deep Learning from Scratch, eq. (4.2) and 5.6.3.
     """
-    logits, labels = _checked("softmax_cross_entropy", "logits", logits, "labels", labels)
-    y = _as_one_hot(labels, logits)
-    return -jnp.sum(y * jax.nn.log_softmax(logits, axis=-1)) / _batch_size(logits)
+    logits, y = _prepare("softmax_cross_entropy", "logits", logits, "labels", labels)
+    return -jnp.sum(_xlogp(y, jax.nn.log_softmax(logits, axis=-1))) / _batch_size(logits)
 
 
 def softmax_cross_entropy_grad(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Gradient of `softmax_cross_entropy` w.r.t. the logits: `(softmax(z) sum(y) - y) / batch`.
 
     For one-hot targets this is the book's `(y - t) / batch_size` (5.6.3); the `sum(y)` factor keeps it
-    exact for soft targets. Shape of logits; [-1, 0, 1] for N4's huge logits, never NaN.
+    exact for soft targets. Shape of logits; [-1, 0, 1] for logits [-431, 279, 427] with class 0,
+    never NaN for valid input; NaN in a row whose traced label is out of range. Same arguments and
+    errors as `softmax_cross_entropy`.
     """
-    logits, labels = _checked("softmax_cross_entropy", "logits", logits, "labels", labels)
-    y = _as_one_hot(labels, logits)
+    logits, y = _prepare("softmax_cross_entropy", "logits", logits, "labels", labels)
     total = jnp.sum(y, axis=-1, keepdims=True)
     return (softmax(logits) * total - y) / _batch_size(logits)
 
@@ -191,20 +293,21 @@ def _batch_size(logits: jax.Array) -> int:
     return logits.size // logits.shape[-1] if logits.ndim else 1
 
 
+_UNIT = (0.0, 1.0)
+
 LOSSES: dict[str, Loss] = {
-    "mse": Loss("mse", mse, mse_grad, False, "identity"),
+    "mse": Loss("mse", mse, mse_grad, from_logits=False, output_activation="identity"),
     "binary_crossentropy": Loss(
-        "binary_crossentropy", binary_crossentropy, binary_crossentropy_grad, False, "sigmoid"
+        "binary_crossentropy", binary_crossentropy, binary_crossentropy_grad, from_logits=False,
+        output_activation="sigmoid", target_range=_UNIT, prediction_range=_UNIT,
     ),
     "sigmoid_binary_crossentropy": Loss(
-        "sigmoid_binary_crossentropy",
-        sigmoid_binary_crossentropy,
-        sigmoid_binary_crossentropy_grad,
-        True,
-        "identity",
+        "sigmoid_binary_crossentropy", sigmoid_binary_crossentropy, sigmoid_binary_crossentropy_grad,
+        from_logits=True, output_activation="identity", target_range=_UNIT,
     ),
     "softmax_cross_entropy": Loss(
-        "softmax_cross_entropy", softmax_cross_entropy, softmax_cross_entropy_grad, True, "identity"
+        "softmax_cross_entropy", softmax_cross_entropy, softmax_cross_entropy_grad, from_logits=True,
+        output_activation="identity", targets=LABELS, target_range=_UNIT,
     ),
 }
 

@@ -1,7 +1,8 @@
 """Softmax classifiers: the fused softmax + cross-entropy gradient through networks, and the metrics.
 
 References used here, independent of the code under test: `jax.grad` of a cross-entropy written in
-this file with `jax.nn.log_softmax`, central finite differences (`jaxnet.gradcheck`), numpy, and
+this file with `jax.nn.log_softmax` of a forward pass written with `jax.nn` activations, central
+finite differences (`jaxnet.gradcheck`), numpy, and
 scikit-learn's `accuracy_score` and `confusion_matrix`; field cases N4 and N5
 (../shared/cases/field-cases.md) with their published values.
 """
@@ -36,10 +37,21 @@ def cross_entropy(logits, labels, n_classes):
 backprop_jit = jax.jit(backprop, static_argnums=(0, 4))
 
 
+PLAIN = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid, "identity": lambda v: v}
+
+
+def plain_apply(net, params, x):
+    """The network's forward pass in plain jax (jax.nn activations, not jaxnet's, whose custom JVPs
+    are jaxnet's hand derivatives and so no independent reference)."""
+    for layer, p in zip(net.layers, params):
+        x = x @ p["W"] + p["b"] if layer.name.startswith("Dense") else PLAIN[layer.name](x)
+    return x
+
+
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def reference_value_and_grad(net, params, x, y, n_classes):
-    """jax.value_and_grad of this file's cross-entropy of the network's logits."""
-    return jax.value_and_grad(lambda p: cross_entropy(net.apply(p, x), y, n_classes))(params)
+    """jax.value_and_grad of this file's cross-entropy of the plain-jax network's logits."""
+    return jax.value_and_grad(lambda p: cross_entropy(plain_apply(net, p, x), y, n_classes))(params)
 
 
 def assert_close_tree(hand, auto):
@@ -239,6 +251,68 @@ def test_confusion_matrix_rejects_bad_input(true, pred, n_classes, error, match)
         metrics.confusion_matrix(jnp.asarray(true), jnp.asarray(pred), n_classes)
 
 
-def test_confusion_matrix_under_jit_leaves_out_of_range_pairs():
+def test_confusion_matrix_under_jit_marks_out_of_range_classes():
+    """An out-of-range class cannot raise under jit: every count becomes -1, an impossible count."""
     counts = jax.jit(metrics.confusion_matrix, static_argnums=2)(jnp.array([0, 0, 1]), jnp.array([3, 1, 1]), 3)
-    np.testing.assert_array_equal(np.asarray(counts), [[0, 1, 0], [0, 1, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(np.asarray(counts), np.full((3, 3), -1))
+    fine = jax.jit(metrics.confusion_matrix, static_argnums=2)(jnp.array([0, 0, 1]), jnp.array([2, 1, 1]), 3)
+    np.testing.assert_array_equal(np.asarray(fine), [[0, 1, 1], [0, 1, 0], [0, 0, 0]])
+
+
+def under(how, fn, *args, **kwargs):
+    """fn(*args, **kwargs) eagerly, under jit, or under vmap over a leading axis of one."""
+    if how == "eager":
+        return fn(*args, **kwargs)
+    if how == "jit":
+        return jax.jit(lambda *a: fn(*a, **kwargs))(*args)
+    return jax.vmap(lambda *a: fn(*a, **kwargs))(*(jnp.asarray(a)[None] for a in args))[0]
+
+
+@pytest.mark.parametrize("how", ["eager", "jit", "vmap"])
+def test_accuracy_rejects_swapped_arguments(how):
+    logits = jnp.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 0.0, 5.0]])
+    labels = jnp.array([0, 1, 2], jnp.int32)
+    with pytest.raises(TypeError, match=r"^y_pred: .*arguments swapped"):
+        under(how, metrics.accuracy, labels, logits)
+    with pytest.raises(TypeError, match=r"^y_pred: "):
+        under(how, metrics.accuracy, labels, jax.nn.one_hot(labels, 3))
+
+
+@pytest.mark.parametrize("how", ["eager", "jit", "vmap"])
+@pytest.mark.parametrize("y_pred_shape, y_true", [
+    ((4, 3), np.ones((4, 1), np.float32)),  # 3-class outputs against one column of targets
+    ((4, 3), np.zeros((4,), np.float32)),  # float class labels
+    ((4, 3), np.zeros((4, 2), np.float32)),  # another number of classes
+    ((4, 3), np.zeros((3,), np.int32)),  # another number of examples
+    ((4, 1), np.zeros((4,), np.float32)),  # 0/1 targets without the output axis
+    ((4, 1), np.zeros((1, 4), np.float32)),
+])
+def test_accuracy_rejects_mismatched_shapes(y_pred_shape, y_true, how):
+    with pytest.raises(ValueError, match=r"^y_true: expected integer class labels of shape"):
+        under(how, metrics.accuracy, jnp.zeros(y_pred_shape), jnp.asarray(y_true))
+
+
+def test_accuracy_float_labels_get_a_hint():
+    with pytest.raises(ValueError, match=r"cast them to int: y_true.ravel\(\).astype\(jnp.int32\)"):
+        metrics.accuracy(jnp.zeros((4, 3)), jnp.zeros((4,)))
+
+
+@pytest.mark.parametrize("how", ["jit", "vmap"])
+def test_accuracy_out_of_range_labels_raise_eagerly_and_give_nan_traced(how):
+    logits = jnp.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]])
+    for labels in (jnp.array([0, 3]), jnp.array([-1, 1])):
+        with pytest.raises(ValueError, match=r"^y_true: expected classes in \[0, 3\)"):
+            metrics.accuracy(logits, labels)
+        assert np.isnan(under(how, metrics.accuracy, logits, labels))
+    assert float(under(how, metrics.accuracy, logits, jnp.array([0, 2]))) == 0.5
+    binary = jnp.array([[0.9], [0.1]])
+    with pytest.raises(ValueError, match=r"^y_true: expected classes in \[0, 2\)"):
+        metrics.accuracy(binary, jnp.array([1, 2]))
+    assert np.isnan(under(how, metrics.accuracy, binary, jnp.array([1, 2])))
+
+
+@pytest.mark.parametrize("how", ["eager", "jit"])
+def test_confusion_matrix_shapes_checked_under_jit(how):
+    fn = metrics.confusion_matrix if how == "eager" else jax.jit(metrics.confusion_matrix, static_argnums=2)
+    with pytest.raises(ValueError, match=r"^y_pred_classes: expected a 1-D array of shape \(3,\)"):
+        fn(jnp.array([0, 1, 2]), jnp.array([[0, 1, 2]]), 3)

@@ -48,7 +48,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxnet import losses as losses_lib
 from jaxnet import optim
-from jaxnet._checks import as_float_array, check_key, check_positive
+from jaxnet._checks import as_float_array, check_key, check_output_pairing, check_positive
 from jaxnet.network import Network, gradient_fn
 from jaxnet.train import fit
 
@@ -376,7 +376,7 @@ def fit_ensemble(
     if key is not None and shuffle_keys is not None:
         raise ValueError("key, shuffle_keys: pass one of them (shuffle_keys is the former name of key)")
     shuffle_keys = key if shuffle_keys is None else shuffle_keys
-    losses_lib.get(loss)
+    check_output_pairing(net, losses_lib.get(loss))
     gradient_fn(grad)
     if mesh is not None:
         _check_mesh(mesh)

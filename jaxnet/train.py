@@ -21,7 +21,7 @@ import optax
 from jaxnet import losses as losses_lib
 from jaxnet import metrics, optim
 from jaxnet._checks import (all_finite, as_float_array, check_data, check_finite_tree, check_key,
-                            check_opt_state, check_positive, float_dtype_of)
+                            check_opt_state, check_output_pairing, check_positive, float_dtype_of)
 from jaxnet.network import Network, gradient_fn
 from jaxnet.optim import learning_rate_of
 
@@ -160,7 +160,10 @@ def fit(
             x (or a params leaf) not floating point, params of mixed float dtypes, x or floating y of
             another dtype than the params, non-numeric y, a key that is not a PRNG key, a non-int
             epochs or batch_size.
-        ValueError: unknown loss, optimizer or gradient names (listing the valid ones); params or
+        ValueError: an output layer that does not suit the loss (a softmax or sigmoid output with a
+            loss that takes logits; a non-sigmoid output with binary_crossentropy: the message says
+            the fix; a ReLU/tanh output with a logit loss only warns); unknown loss, optimizer or
+            gradient names (listing the valid ones); params or
             state that do not fit the network; x or y of the wrong shape; class labels out of range or
             targets outside [0, 1]; NaN or infinity in x, y or params; epochs or batch_size < 1,
             batch_size > n; a missing key (minibatches, Dropout) or a batch of keys; an opt_state that
@@ -170,6 +173,7 @@ def fit(
     if not isinstance(net, Network):
         raise TypeError(f"net: expected a jaxnet Network (from mlp or serial), got {type(net).__name__}")
     loss_fn = losses_lib.get(loss)
+    check_output_pairing(net, loss_fn)
     grad_fn = gradient_fn(grad)
     check_positive("epochs", epochs, integer=True)
     optimizer = _optimizer_of(optimizer, hyperparams)
@@ -346,6 +350,7 @@ def evaluate(net: Network, params: Params, x: jax.Array, y: jax.Array, loss: str
             finiteness).
     """
     loss_fn = losses_lib.get(loss)
+    check_output_pairing(net, loss_fn)
     x, y = check_data(net, params, x, y, loss_fn, same_dtype=True)
     y_pred = net.apply(params, x, state=state)
     return {"loss": loss_fn.value(y_pred, y), "accuracy": metrics.accuracy(y_pred, y, from_logits=loss_fn.from_logits)}

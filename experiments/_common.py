@@ -46,12 +46,19 @@ def start_or_resume(args: argparse.Namespace, start: dict, optimizer: Any, confi
     """Starting params, optimizer states and epochs already done for the runs in `start` (label -> params).
 
     Fresh (`optimizer.init` of each) unless `args.resume`: then those saved in `OUT/checkpoint.npz` by
-    `save_runs`, whose config must equal `config` (`checkpoint.check_config` names what differs)."""
+    `save_runs`, whose config must equal `config` (`checkpoint.check_config` names what differs).
+    A missing, damaged or mismatched checkpoint exits with one line (SystemExit), not a traceback."""
     states = {label: optimizer.init(params) for label, params in start.items()}
     if not args.resume:
         return start, states, 0
-    saved = checkpoint.load(args.out / "checkpoint.npz", like=start, opt_state_like=states)
-    checkpoint.check_config(saved.config, config)
+    path = args.out / "checkpoint.npz"
+    if not path.is_file():
+        raise SystemExit(f"--resume: no checkpoint at {path}; run once without --resume (same --out) first")
+    try:
+        saved = checkpoint.load(path, like=start, opt_state_like=states)
+        checkpoint.check_config(saved.config, config)
+    except ValueError as err:
+        raise SystemExit(f"--resume: cannot resume from {path}: {err}") from None
     return saved.params, saved.opt_state, saved.config["epochs"]
 
 

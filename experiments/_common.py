@@ -14,11 +14,16 @@ from jaxnet import checkpoint
 
 
 def parser(name: str, description: str) -> argparse.ArgumentParser:
-    """An argument parser with the options every experiment takes: --seed, --out and --quick."""
+    """An argument parser with the options every experiment takes: --seed, --out, --quick and
+    --data-dir (so that `python -m experiments all --data-dir DIR` reaches the experiments that read files)."""
     p = argparse.ArgumentParser(prog=f"python -m experiments {name}", description=description)
     p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
-    p.add_argument("--out", type=Path, default=Path("runs") / name, help=f"output directory (default runs/{name})")
+    p.add_argument("--out", type=Path, default=Path("runs") / name,
+                   help=f"output directory (default runs/{name} in the current directory)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for smoke tests")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="folder holding the MNIST IDX files, for the experiments that read MNIST (default: "
+                        "$JAXNET_DATA_DIR/mnist, else ~/.cache/jaxnet/mnist; see jaxnet.data.mnist_dir)")
     return p
 
 

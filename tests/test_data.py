@@ -2,6 +2,7 @@
 import collections
 import gzip
 import hashlib
+import os
 import struct
 import subprocess
 import sys
@@ -270,6 +271,21 @@ def test_load_mnist_default_directories(tmp_path, monkeypatch):
 def test_cache_dir_default(monkeypatch):
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     assert data.cache_dir() == Path.home() / ".cache" / "jaxnet"
+
+
+def test_mnist_experiment_without_files_is_skipped_in_one_line(tmp_path):
+    """From any directory, with no MNIST anywhere it looks (no JAXNET_DATA_DIR, an empty cache), the
+    installed `python -m experiments mnist` prints one line naming where to put the files and exits 0;
+    an explicit --data-dir that does not exist is an error."""
+    env = {k: v for k, v in os.environ.items() if k != "JAXNET_DATA_DIR"} | {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    run = lambda *args: subprocess.run([sys.executable, "-m", "experiments", "mnist", "--quick", *args],  # noqa: E731
+                                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = run()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1 and result.stdout.startswith("mnist: skipped")
+    assert "JAXNET_DATA_DIR" in result.stdout and str(tmp_path / "cache" / "jaxnet" / "mnist") in result.stdout
+    result = run("--data-dir", str(tmp_path / "absent"))
+    assert result.returncode == 2 and "--data-dir" in result.stderr and "absent" in result.stderr
 
 
 # ---------------------------------------------------------------- the real MNIST t10k files

@@ -27,9 +27,12 @@ MNIST_SPLIT_SEED = 0  # key jax.random.PRNGKey(0) splits the t10k files when no 
 
 
 def xor(dtype=jnp.float32):
-    """The XOR truth table (the tutorial's first task).
+    """The XOR truth table, the tutorial's first task (Minsky and Papert's example of a function no
+    single-layer perceptron computes).
 
-    Returns ``(x, y)``: x (4, 2) = [[0,0],[0,1],[1,0],[1,1]], y (4, 1) = [[0],[1],[1],[0]], both ``dtype``.
+    Args: dtype: the dtype of both arrays (default float32).
+    Returns: ``(x, y)``: x (4, 2) = [[0,0],[0,1],[1,0],[1,1]], y (4, 1) = [[0],[1],[1],[0]].
+    Raises: nothing for a valid dtype (``jnp.array``'s TypeError otherwise).
     """
     x = jnp.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=dtype)
     return x, jnp.array([[0], [1], [1], [0]], dtype=dtype)
@@ -66,21 +69,26 @@ def _sklearn_datasets():
 
 
 def digits():
-    """scikit-learn's bundled 8x8 handwritten digits (UCI optdigits test set; no download).
+    """scikit-learn's bundled 8x8 handwritten digits (``sklearn.datasets.load_digits``: the UCI
+    "Optical Recognition of Handwritten Digits" test set, Alpaydin and Kaynak 1998; no download).
 
-    Returns: ``(x, labels)``: x float32 (1797, 64), pixel intensity 0..16 divided by 16, so in [0, 1];
-    labels int32 (1797,) in 0..9.  Raises: ImportError if scikit-learn is not installed.
+    Returns: ``(x, labels)``: x float32 (1797, 64), the 8x8 images row by row, pixel intensity 0..16
+    divided by 16, so in [0, 1]; labels int32 (1797,) in 0..9 (about 180 of each).
+    Raises: ImportError if scikit-learn is not installed.
     """
     d = _sklearn_datasets().load_digits()
     return jnp.asarray(d.data / 16.0, jnp.float32), jnp.asarray(d.target, jnp.int32)
 
 
 def breast_cancer():
-    """scikit-learn's bundled Wisconsin diagnostic breast cancer set (binary; no download).
+    """scikit-learn's bundled Wisconsin diagnostic breast cancer set (``load_breast_cancer``; UCI,
+    Street, Wolberg and Mangasarian 1993; binary; no download).
 
-    Returns: ``(x, labels)``: x float32 (569, 30), the raw (unscaled) features in their own units;
+    Returns: ``(x, labels)``: x float32 (569, 30), the raw (unscaled) features of the cell nuclei in
+    their own units (radius, texture, perimeter, area, ...: mean, standard error and worst of each);
     labels int32 (569,), scikit-learn's target as is: 0 = malignant (212), 1 = benign (357).
-    Standardize x (see ``standardize``) before training.  Raises: ImportError without scikit-learn.
+    Standardize x (see ``standardize``) before training.
+    Raises: ImportError if scikit-learn is not installed.
     """
     d = _sklearn_datasets().load_breast_cancer()
     return jnp.asarray(d.data, jnp.float32), jnp.asarray(d.target, jnp.int32)
@@ -288,7 +296,8 @@ def standardize(x_train, *others):
 
 
 def one_hot(labels, n_classes, dtype=jnp.float32):
-    """One-hot encode integer class labels: (...,) int -> (..., n_classes) ``dtype``.
+    """One-hot encode integer class labels: (...,) int -> (..., n_classes) ``dtype`` (default
+    float32), with ``jax.nn.one_hot``: row i is 1 at column labels[i] and 0 elsewhere.
 
     With concrete labels, values outside [0, n_classes) raise ValueError (naming the first bad one);
     under jit/vmap (traced labels) no check is possible and ``jax.nn.one_hot`` gives all-zero rows.
@@ -319,7 +328,9 @@ def train_test_split(key, x, y, *, test_size=0.2, stratify=None):
     class is split by the same fraction to within one row. One ``jax.random.permutation(key, n)``
     decides both the order and which rows of each class are tested: the same key gives the same split.
 
-    Returns: ``(x_train, x_test, y_train, y_test)``, indexed from the inputs (types kept).
+    Args: key: a ``jax.random`` key. x: (n, ...) and y: (n, ...) arrays (numpy or jax, any dtype).
+    test_size: see above. stratify: optional (n,) integer class labels, usually y.
+    Returns: ``(x_train, x_test, y_train, y_test)``, indexed from the inputs (types and dtypes kept).
     Raises: ValueError naming the argument if lengths differ, test_size is outside (0, 1) or
     [1, n - 1], or either part would be empty; TypeError if stratify is not integer.
     """

@@ -1,18 +1,33 @@
-"""`python -m experiments NAME [options]` runs one experiment; `python -m experiments all` runs the main job."""
+"""`python -m experiments NAME [options]` runs one experiment; `python -m experiments all` runs the main job.
+
+Outputs go to `runs/NAME/` in the current directory unless `--out` says otherwise; the package is
+installed with jaxnet, so this runs from any directory.
+"""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import sys
 import time
+from pathlib import Path
 
 from experiments import ALL, EXTRA
 
 
+def _summary(name: str) -> str:
+    """The first line of an experiment's docstring, read without importing it."""
+    doc = ast.get_docstring(ast.parse((Path(__file__).parent / f"{name}.py").read_text())) or ""
+    return doc.splitlines()[0].split(": ", 1)[-1] if doc else ""
+
+
 def _usage() -> str:
-    return ("usage: python -m experiments NAME [options] | all [--quick]\n"
-            f"  main job (all): {', '.join(ALL)}\n  also: {', '.join(EXTRA) or '-'}\n"
-            "  each NAME accepts --help")
+    lines = ["usage: python -m experiments NAME [options] | all [--quick] [--data-dir DIR]",
+             "main job (all), in order:"]
+    lines += [f"  {name:<18}{_summary(name)}" for name in ALL]
+    lines += ["also runnable by name:"] + [f"  {name:<18}{_summary(name)}" for name in EXTRA]
+    lines += ["each NAME accepts --help; outputs go to runs/NAME/ in the current directory (--out DIR)"]
+    return "\n".join(lines)
 
 
 def run_all(argv: list[str]) -> int:

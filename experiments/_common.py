@@ -14,11 +14,16 @@ from jaxnet import checkpoint
 
 
 def parser(name: str, description: str) -> argparse.ArgumentParser:
-    """An argument parser with the options every experiment takes: --seed, --out and --quick."""
+    """An argument parser with the options every experiment takes: --seed, --out, --quick and
+    --data-dir (so that `python -m experiments all --data-dir DIR` reaches the experiments that read files)."""
     p = argparse.ArgumentParser(prog=f"python -m experiments {name}", description=description)
     p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
-    p.add_argument("--out", type=Path, default=Path("runs") / name, help=f"output directory (default runs/{name})")
+    p.add_argument("--out", type=Path, default=Path("runs") / name,
+                   help=f"output directory (default runs/{name} in the current directory)")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for smoke tests")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="folder holding the MNIST IDX files, for the experiments that read MNIST (default: "
+                        "$JAXNET_DATA_DIR/mnist, else ~/.cache/jaxnet/mnist; see jaxnet.data.mnist_dir)")
     return p
 
 
@@ -46,12 +51,19 @@ def start_or_resume(args: argparse.Namespace, start: dict, optimizer: Any, confi
     """Starting params, optimizer states and epochs already done for the runs in `start` (label -> params).
 
     Fresh (`optimizer.init` of each) unless `args.resume`: then those saved in `OUT/checkpoint.npz` by
-    `save_runs`, whose config must equal `config` (`checkpoint.check_config` names what differs)."""
+    `save_runs`, whose config must equal `config` (`checkpoint.check_config` names what differs).
+    A missing, damaged or mismatched checkpoint exits with one line (SystemExit), not a traceback."""
     states = {label: optimizer.init(params) for label, params in start.items()}
     if not args.resume:
         return start, states, 0
-    saved = checkpoint.load(args.out / "checkpoint.npz", like=start, opt_state_like=states)
-    checkpoint.check_config(saved.config, config)
+    path = args.out / "checkpoint.npz"
+    if not path.is_file():
+        raise SystemExit(f"--resume: no checkpoint at {path}; run once without --resume (same --out) first")
+    try:
+        saved = checkpoint.load(path, like=start, opt_state_like=states)
+        checkpoint.check_config(saved.config, config)
+    except ValueError as err:
+        raise SystemExit(f"--resume: cannot resume from {path}: {err}") from None
     return saved.params, saved.opt_state, saved.config["epochs"]
 
 

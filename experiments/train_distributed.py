@@ -14,8 +14,8 @@ an MLP (input-hidden-10, ReLU, softmax cross-entropy) trained with minibatch SGD
 Process 0 writes metrics.json and params.npz; with `--save-all-params` every process writes
 params_process{ID}.npz (the test compares them).
 
-Datasets: `digits` (scikit-learn's 8x8 digits, 80/20 split), `mnist` (the IDX files, see
-`jaxnet.data.load_mnist`), or `synthetic` (MNIST-shaped random images labelled by a fixed random
+Datasets: `digits` (scikit-learn's 8x8 digits, 80/20 split), `mnist` (the IDX files from `--data-dir`,
+see `jaxnet.data.load_mnist`), or `synthetic` (MNIST-shaped random images labelled by a fixed random
 linear teacher: no files needed).
 """
 
@@ -42,7 +42,7 @@ def synthetic_mnist(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, np.argmax((x - 0.5) @ teacher, axis=1).astype(np.int32)
 
 
-def load(name: str, seed: int, n_synthetic: int = 2048):
+def load(name: str, seed: int, n_synthetic: int = 2048, data_dir=None):
     """(x_train, y_train, x_test, y_test) as numpy float32 (n, features) / int32 (n,)."""
     if name == "synthetic":
         x, y = synthetic_mnist(n_synthetic + n_synthetic // 4, seed)
@@ -51,7 +51,7 @@ def load(name: str, seed: int, n_synthetic: int = 2048):
 
     from jaxnet import data
     if name == "mnist":
-        m = data.load_mnist(flatten=True)
+        m = data.load_mnist(data_dir, flatten=True)
         return tuple(np.asarray(a) for a in (m.x_train, m.y_train, m.x_test, m.y_test))
     x, labels = data.digits()
     x_tr, x_te, y_tr, y_te = data.train_test_split(jax.random.key(seed), np.asarray(x), np.asarray(labels),
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     import jax
 
     from jaxnet import evaluate, mlp, optim
-    x_tr, y_tr, x_te, y_te = load(args.dataset, args.seed, 512 if args.quick else 2048)
+    x_tr, y_tr, x_te, y_te = load(args.dataset, args.seed, 512 if args.quick else 2048, args.data_dir)
     net = mlp([x_tr.shape[1], args.hidden, 10], activation="relu", output_activation="identity")
     start = time.perf_counter()
     params, _, _, history = distributed.fit_multihost(

@@ -27,9 +27,12 @@ MNIST_SPLIT_SEED = 0  # key jax.random.PRNGKey(0) splits the t10k files when no 
 
 
 def xor(dtype=jnp.float32):
-    """The XOR truth table (the tutorial's first task).
+    """The XOR truth table, the tutorial's first task (Minsky and Papert's example of a function no
+    single-layer perceptron computes).
 
-    Returns ``(x, y)``: x (4, 2) = [[0,0],[0,1],[1,0],[1,1]], y (4, 1) = [[0],[1],[1],[0]], both ``dtype``.
+    Args: dtype: the dtype of both arrays (default float32).
+    Returns: ``(x, y)``: x (4, 2) = [[0,0],[0,1],[1,0],[1,1]], y (4, 1) = [[0],[1],[1],[0]].
+    Raises: nothing for a valid dtype (``jnp.array``'s TypeError otherwise).
     """
     x = jnp.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=dtype)
     return x, jnp.array([[0], [1], [1], [0]], dtype=dtype)
@@ -66,21 +69,26 @@ def _sklearn_datasets():
 
 
 def digits():
-    """scikit-learn's bundled 8x8 handwritten digits (UCI optdigits test set; no download).
+    """scikit-learn's bundled 8x8 handwritten digits (``sklearn.datasets.load_digits``: the UCI
+    "Optical Recognition of Handwritten Digits" test set, Alpaydin and Kaynak 1998; no download).
 
-    Returns: ``(x, labels)``: x float32 (1797, 64), pixel intensity 0..16 divided by 16, so in [0, 1];
-    labels int32 (1797,) in 0..9.  Raises: ImportError if scikit-learn is not installed.
+    Returns: ``(x, labels)``: x float32 (1797, 64), the 8x8 images row by row, pixel intensity 0..16
+    divided by 16, so in [0, 1]; labels int32 (1797,) in 0..9 (about 180 of each).
+    Raises: ImportError if scikit-learn is not installed.
     """
     d = _sklearn_datasets().load_digits()
     return jnp.asarray(d.data / 16.0, jnp.float32), jnp.asarray(d.target, jnp.int32)
 
 
 def breast_cancer():
-    """scikit-learn's bundled Wisconsin diagnostic breast cancer set (binary; no download).
+    """scikit-learn's bundled Wisconsin diagnostic breast cancer set (``load_breast_cancer``; UCI,
+    Street, Wolberg and Mangasarian 1993; binary; no download).
 
-    Returns: ``(x, labels)``: x float32 (569, 30), the raw (unscaled) features in their own units;
+    Returns: ``(x, labels)``: x float32 (569, 30), the raw (unscaled) features of the cell nuclei in
+    their own units (radius, texture, perimeter, area, ...: mean, standard error and worst of each);
     labels int32 (569,), scikit-learn's target as is: 0 = malignant (212), 1 = benign (357).
-    Standardize x (see ``standardize``) before training.  Raises: ImportError without scikit-learn.
+    Standardize x (see ``standardize``) before training.
+    Raises: ImportError if scikit-learn is not installed.
     """
     d = _sklearn_datasets().load_breast_cancer()
     return jnp.asarray(d.data, jnp.float32), jnp.asarray(d.target, jnp.int32)
@@ -155,17 +163,31 @@ def _find(directory, stem):
     return None
 
 
-def _mnist_dir(directory):
+def cache_dir():
+    """The user's cache folder for jaxnet's data sets: ``$XDG_CACHE_HOME/jaxnet``, by default
+    ``~/.cache/jaxnet`` (on every platform, as e.g. Hugging Face does). Nothing is created here."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jaxnet"
+
+
+def mnist_dir(directory=None):
+    """The folder ``load_mnist`` reads: ``directory`` if given, else ``$JAXNET_DATA_DIR/mnist`` if that
+    folder exists, else ``cache_dir() / "mnist"``. Nothing else is searched (not the working directory).
+
+    Returns: a ``Path`` to an existing folder.
+    Raises: FileNotFoundError naming the three places if the chosen folder does not exist.
+    """
+    env = os.environ.get("JAXNET_DATA_DIR")
     if directory is not None:
-        d = Path(directory)
-    elif os.environ.get("JAXNET_DATA_DIR"):
-        d = Path(os.environ["JAXNET_DATA_DIR"]) / "mnist"
+        candidates = [Path(directory)]
     else:
-        d = Path.cwd() / ".." / "shared" / "data" / "mnist"
-    if not d.is_dir():
-        raise FileNotFoundError(f"MNIST directory {d} not found: pass load_mnist(directory=...) or set "
-                                "JAXNET_DATA_DIR to a folder whose mnist/ subfolder holds the IDX files")
-    return d
+        candidates = ([Path(env) / "mnist"] if env else []) + [cache_dir() / "mnist"]
+    for d in candidates:
+        if d.is_dir():
+            return d
+    raise FileNotFoundError(
+        f"MNIST folder not found (looked in {', '.join(map(str, candidates))}): pass load_mnist(directory=DIR) "
+        f"with DIR the folder of the IDX files, or set JAXNET_DATA_DIR so that $JAXNET_DATA_DIR/mnist holds "
+        f"them, or put them in {cache_dir() / 'mnist'}")
 
 
 def _read_pair(directory, prefix):
@@ -184,8 +206,8 @@ def load_mnist(directory=None, *, flatten=False, t10k_split=None):
     """Load MNIST from IDX files (LeCun, Cortes, Burges; http://yann.lecun.com/exdb/mnist/).
 
     Reads ``{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (each raw or ``.gz``; compression detected
-    by content) from ``directory``; default ``$JAXNET_DATA_DIR/mnist`` if that variable is set, else
-    ``../shared/data/mnist`` relative to the current working directory.
+    by content) from ``directory``; by default from ``$JAXNET_DATA_DIR/mnist`` if it exists, else from
+    the user cache folder ``~/.cache/jaxnet/mnist`` (``$XDG_CACHE_HOME/jaxnet/mnist``): see ``mnist_dir``.
 
     If the train files are present the result is the standard split (source "train+t10k") and
     ``t10k_split`` is ignored. If only the 10,000 t10k files are present, they are split into
@@ -201,7 +223,7 @@ def load_mnist(directory=None, *, flatten=False, t10k_split=None):
     file (see ``load_idx``; an images/labels swap names magics 2051 and 2049), image and label counts
     that differ (naming both files), labels outside 0..9, or a ``t10k_split`` that does not add up.
     """
-    d = _mnist_dir(directory)
+    d = mnist_dir(directory)
     train, test = _read_pair(d, "train"), _read_pair(d, "t10k")
     for got in (train, test):
         if isinstance(got, str):
@@ -230,34 +252,52 @@ def load_mnist(directory=None, *, flatten=False, t10k_split=None):
                  f"t10k split {n_tr}/{n_te}")
 
 
-def standardize(x_train, *others, rtol=1e-5):
+def standardize(x_train, *others):
     """Standardize features with the training split's statistics only: (x - mean) / std.
 
-    mean and std are taken over axis 0 of ``x_train`` (population std, ddof 0). A constant feature,
-    std <= rtol * |mean| (float32 rounding leaves a constant column a std of ~1e-7 * |mean|, not 0),
-    gets std 1, so it is only centred. Each array in ``others`` (e.g. the test split) is transformed
-    with the same mean and std, never its own.
+    mean and std are taken over axis 0 of ``x_train`` (population std, ddof 0), in its floating dtype
+    (float32 for integer input), from the data shifted by its first row (exact for equal values, and
+    accurate for features with a large mean and a small spread, such as timestamps or prices).
 
-    Args: x_train: (n, ...) float array. others: arrays of shape (m, ...) with the same trailing shape.
-    Returns: ``(mean, std, x_train_std, *others_std)``; mean and std have shape x_train.shape[1:].
-    Raises: ValueError if x_train is empty or an array in ``others`` has another trailing shape.
+    A feature whose variance is within the rounding error of the computation is constant up to
+    rounding and gets std 1, so it is only centred. The bound is scikit-learn's for StandardScaler
+    (``_is_constant_feature``: the two-pass variance error bound of Chan, Golub and LeVeque, "Algorithms
+    for computing the sample variance", 1983, n * eps * |mean| for the error of the mean) applied to the
+    shifted data, plus one unit of rounding of the mean itself: with n rows, machine epsilon eps of the
+    dtype, m the mean of the shifted data, a feature is constant when
+    ``var <= ((n * eps * m)**2 + (eps * mean)**2) / (1 - n * eps)`` (every feature once n * eps >= 1,
+    i.e. beyond 8.4 million rows in float32: use float64 there). On float64 data it leaves alone the
+    features that scikit-learn leaves alone, except those whose std lies between eps * |mean| and
+    n * eps * |mean|, which it scales. Each array in ``others`` (e.g. the test split) is transformed
+    with the same mean and std, never its own. Works under jit, vmap and grad.
+
+    Args: x_train: (n, ...) numeric array. others: arrays of shape (m, ...) with the same trailing shape.
+    Returns: ``(mean, std, x_train_std, *others_std)``; mean and std have shape x_train.shape[1:] and
+    the statistics' dtype; the standardized arrays are unitless.
+    Raises: ValueError if x_train has no rows or an array in ``others`` has another trailing shape.
     """
     x_train = jnp.asarray(x_train)
     if x_train.ndim < 1 or x_train.shape[0] == 0:
-        raise ValueError(f"standardize: x_train must have at least one row, got shape {x_train.shape}")
-    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
-    std = jnp.where(std <= rtol * jnp.abs(mean), 1.0, std).astype(std.dtype)
+        raise ValueError(f"x_train: expected at least one row, got shape {x_train.shape}")
+    x_float = x_train if jnp.issubdtype(x_train.dtype, jnp.inexact) else x_train.astype(jnp.float32)
+    shifted = x_float - x_float[0]
+    m, var = shifted.mean(axis=0), shifted.var(axis=0)
+    mean = x_float[0] + m
+    n, eps = x_train.shape[0], jnp.finfo(var.dtype).eps
+    constant = var * (1 - n * eps) <= (n * eps * m) ** 2 + (eps * mean) ** 2
+    std = jnp.sqrt(jnp.where(constant, 1, var)).astype(var.dtype)  # no NaN gradient at var = 0
     out = []
     for i, o in enumerate(others):
         o = jnp.asarray(o)
         if o.shape[1:] != x_train.shape[1:]:
-            raise ValueError(f"standardize: others[{i}] must have trailing shape {x_train.shape[1:]}, got {o.shape}")
+            raise ValueError(f"others[{i}]: expected trailing shape {x_train.shape[1:]} (as x_train), got {o.shape}")
         out.append((o - mean) / std)
     return (mean, std, (x_train - mean) / std, *out)
 
 
 def one_hot(labels, n_classes, dtype=jnp.float32):
-    """One-hot encode integer class labels: (...,) int -> (..., n_classes) ``dtype``.
+    """One-hot encode integer class labels: (...,) int -> (..., n_classes) ``dtype`` (default
+    float32), with ``jax.nn.one_hot``: row i is 1 at column labels[i] and 0 elsewhere.
 
     With concrete labels, values outside [0, n_classes) raise ValueError (naming the first bad one);
     under jit/vmap (traced labels) no check is possible and ``jax.nn.one_hot`` gives all-zero rows.
@@ -288,7 +328,9 @@ def train_test_split(key, x, y, *, test_size=0.2, stratify=None):
     class is split by the same fraction to within one row. One ``jax.random.permutation(key, n)``
     decides both the order and which rows of each class are tested: the same key gives the same split.
 
-    Returns: ``(x_train, x_test, y_train, y_test)``, indexed from the inputs (types kept).
+    Args: key: a ``jax.random`` key. x: (n, ...) and y: (n, ...) arrays (numpy or jax, any dtype).
+    test_size: see above. stratify: optional (n,) integer class labels, usually y.
+    Returns: ``(x_train, x_test, y_train, y_test)``, indexed from the inputs (types and dtypes kept).
     Raises: ValueError naming the argument if lengths differ, test_size is outside (0, 1) or
     [1, n - 1], or either part would be empty; TypeError if stratify is not integer.
     """

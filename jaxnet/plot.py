@@ -17,7 +17,20 @@ from matplotlib.figure import Figure
 
 
 def figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] | None = None, **kwargs):
-    """A new `(Figure, axes)` pair (axes squeezed as in pyplot.subplots), size in inches."""
+    """A new matplotlib `Figure` (constrained layout, not registered with pyplot) and its axes.
+
+    Args:
+        nrows, ncols: the grid of axes.
+        size: (width, height) in inches; default (4.2 * ncols, 3.6 * nrows).
+        **kwargs: passed to `Figure.subplots` (e.g. sharex=True).
+
+    Returns:
+        `(fig, axes)`: axes squeezed as `pyplot.subplots` does (one `Axes` for 1 x 1, a 1-D array for
+        one row or column, else 2-D).
+
+    Raises:
+        ValueError: from matplotlib, for a grid smaller than 1 x 1.
+    """
     size = size or (4.2 * ncols, 3.6 * nrows)
     fig = Figure(figsize=size, layout="constrained")
     axes = fig.subplots(nrows, ncols, **kwargs)
@@ -25,7 +38,20 @@ def figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] | None =
 
 
 def save(fig: Figure, path: str | Path, *, dpi: int = 110) -> Path:
-    """Write `fig` as a PNG at `path` (parent directories created) and clear it; returns the path."""
+    """Write `fig` to `path` (PNG unless the suffix names another format matplotlib writes), creating
+    missing parent directories, then clear the figure so that its artists are released.
+
+    Args:
+        fig: a `Figure`, e.g. from `figure`.
+        path: the file to write; an existing file is overwritten.
+        dpi: resolution in dots per inch (size in pixels = size in inches * dpi).
+
+    Returns:
+        The path written, as a `Path`.
+
+    Raises:
+        OSError: the file cannot be written. ValueError: a suffix matplotlib has no writer for.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
@@ -34,8 +60,22 @@ def save(fig: Figure, path: str | Path, *, dpi: int = 110) -> Path:
 
 
 def loss_curve(ax, losses: Sequence[float] | np.ndarray, *, label: str | None = None, log: bool = True) -> None:
-    """Plot per-epoch losses (epochs on x) on `ax`; logarithmic y by default."""
-    losses = np.asarray(losses)
+    """Plot losses against the epoch (0, 1, ...) on `ax`, e.g. `history["loss"]` from `fit`.
+
+    Args:
+        ax: a matplotlib `Axes`.
+        losses: (epochs,) one run, or (runs, epochs) several (e.g. vmapped seeds): then the mean over
+            runs is drawn with a band from the minimum to the maximum; NaN entries (epochs after a
+            divergence) are left out of the mean and band. Any float dtype; the loss's own units.
+        label: legend entry (a legend is drawn when given).
+        log: logarithmic y axis, used only when every finite loss is > 0.
+
+    Raises:
+        ValueError: if `losses` is not 1-D or 2-D.
+    """
+    losses = np.asarray(losses, dtype=np.float64)
+    if losses.ndim not in (1, 2):
+        raise ValueError(f"losses: expected shape (epochs,) or (runs, epochs), got {losses.shape}")
     if losses.ndim == 1:
         ax.plot(np.arange(losses.size), losses, label=label)
     else:  # one curve per row: mean and min-max band
@@ -60,9 +100,29 @@ def decision_boundary(
     resolution: int = 200,
     margin: float = 0.5,
 ) -> None:
-    """Shade `predict` (a function of (n, 2) points returning (n, 1) scores) over the data's box, draw
-    the `threshold` contour and scatter the points (x (n, 2), y (n,) or (n, 1) in {0, 1})."""
+    """Shade a binary classifier's score over the plane, draw its `threshold` contour and the data.
+
+    The grid spans the data's bounding box widened by `margin` on every side, `resolution` points
+    per axis; `predict` is called once on all `resolution**2` points.
+
+    Args:
+        ax: a matplotlib `Axes`.
+        predict: maps float32 points (m, 2) to scores (m,) or (m, 1), e.g.
+            `lambda g: net.apply(params, g)` for a sigmoid output in [0, 1].
+        x: (n, 2) points, in the units of the features. y: (n,) or (n, 1) labels in {0, 1}.
+        threshold: the score drawn as the boundary (0.5 for probabilities, 0 for logits).
+        resolution: grid points per axis, an int >= 2. margin: widening of the box, in feature units.
+
+    Raises:
+        ValueError: if `x` is not (n, 2) with n >= 1, `y` has not n entries, or `resolution` < 2.
+    """
     x, y = np.asarray(x), np.asarray(y).reshape(-1)
+    if x.ndim != 2 or x.shape[1] != 2 or len(x) == 0:
+        raise ValueError(f"x: expected shape (n, 2) with n >= 1, got {x.shape}")
+    if y.size != len(x):
+        raise ValueError(f"y: expected {len(x)} labels (shape (n,) or (n, 1)), got {np.shape(y)}")
+    if resolution < 2:
+        raise ValueError(f"resolution: expected an int >= 2, got {resolution}")
     lo, hi = x.min(0) - margin, x.max(0) + margin
     g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
     grid = np.stack([g0.ravel(), g1.ravel()], axis=1).astype(np.float32)
@@ -75,11 +135,25 @@ def decision_boundary(
 
 
 def confusion(ax, matrix: np.ndarray, *, labels: Sequence[str] | None = None) -> None:
-    """Draw a confusion matrix (true class on rows, predicted on columns) with its counts."""
+    """Draw a confusion matrix with its counts: true class on rows, predicted class on columns.
+
+    Args:
+        ax: a matplotlib `Axes`.
+        matrix: (k, k) counts (any integer or float dtype; drawn as integers), e.g.
+            `sklearn.metrics.confusion_matrix(y_true, y_pred)`.
+        labels: k tick labels; default "0" .. "k-1".
+
+    Raises:
+        ValueError: if `matrix` is not square or `labels` has not k entries.
+    """
     matrix = np.asarray(matrix)
-    ax.imshow(matrix, cmap="Blues")
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"matrix: expected a square (k, k) array, got shape {matrix.shape}")
     n = matrix.shape[0]
-    labels = labels or [str(i) for i in range(n)]
+    labels = [str(i) for i in range(n)] if labels is None else list(labels)
+    if len(labels) != n:
+        raise ValueError(f"labels: expected {n} labels, got {len(labels)}")
+    ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(n), labels)
     ax.set_yticks(range(n), labels)
     ax.set_xlabel("predicted")

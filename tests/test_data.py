@@ -2,6 +2,7 @@
 import collections
 import gzip
 import hashlib
+import os
 import struct
 import subprocess
 import sys
@@ -16,13 +17,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from conftest import MNIST_DIR, REPO
 from jaxnet import data
 
-REPO = Path(__file__).resolve().parents[1]
-MNIST_DIR = REPO / ".." / "shared" / "data" / "mnist"
 HAVE_MNIST = (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file() and (MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file()
 needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"real MNIST t10k files not found in {MNIST_DIR}")
-T10K_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # ../shared/data/mnist/README.md
+T10K_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # MNIST_DIR/README.md
 
 # IDX element types written independently of jaxnet.data's table.
 TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -245,16 +245,47 @@ def test_load_mnist_missing_files(tmp_path):
 
 
 def test_load_mnist_default_directories(tmp_path, monkeypatch):
-    make_mnist(tmp_path / "env" / "mnist", n_test=20, n_train=10)
-    monkeypatch.setenv("JAXNET_DATA_DIR", str(tmp_path / "env"))
-    assert data.load_mnist().x_train.shape == (10, 28, 28)
-    monkeypatch.delenv("JAXNET_DATA_DIR")
+    """Explicit folder, then $JAXNET_DATA_DIR/mnist, then the user cache; never the working directory."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("JAXNET_DATA_DIR", raising=False)
+    make_mnist(tmp_path / "shared" / "data" / "mnist", n_test=20, n_train=12)  # the old development fallback
     (tmp_path / "repo").mkdir()
     monkeypatch.chdir(tmp_path / "repo")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError) as err:
         data.load_mnist()
-    make_mnist(tmp_path / "shared" / "data" / "mnist", n_test=20, n_train=12)
-    assert data.load_mnist().x_train.shape == (12, 28, 28)
+    message = str(err.value)
+    for place in ("load_mnist(directory=", "JAXNET_DATA_DIR", str(tmp_path / "cache" / "jaxnet" / "mnist")):
+        assert place in message
+    make_mnist(tmp_path / "cache" / "jaxnet" / "mnist", n_test=20, n_train=8)
+    assert data.load_mnist().x_train.shape == (8, 28, 28)
+    assert data.mnist_dir() == tmp_path / "cache" / "jaxnet" / "mnist"
+    monkeypatch.setenv("JAXNET_DATA_DIR", str(tmp_path / "env"))  # set but without mnist/: the cache is next
+    assert data.load_mnist().x_train.shape == (8, 28, 28)
+    make_mnist(tmp_path / "env" / "mnist", n_test=20, n_train=10)
+    assert data.load_mnist().x_train.shape == (10, 28, 28)
+    assert data.load_mnist(tmp_path / "shared" / "data" / "mnist").x_train.shape == (12, 28, 28)
+    with pytest.raises(FileNotFoundError, match="absent"):  # an explicit folder is never replaced by a default
+        data.load_mnist(tmp_path / "absent")
+
+
+def test_cache_dir_default(monkeypatch):
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert data.cache_dir() == Path.home() / ".cache" / "jaxnet"
+
+
+def test_mnist_experiment_without_files_is_skipped_in_one_line(tmp_path):
+    """From any directory, with no MNIST anywhere it looks (no JAXNET_DATA_DIR, an empty cache), the
+    installed `python -m experiments mnist` prints one line naming where to put the files and exits 0;
+    an explicit --data-dir that does not exist is an error."""
+    env = {k: v for k, v in os.environ.items() if k != "JAXNET_DATA_DIR"} | {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    run = lambda *args: subprocess.run([sys.executable, "-m", "experiments", "mnist", "--quick", *args],  # noqa: E731
+                                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = run()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1 and result.stdout.startswith("mnist: skipped")
+    assert "JAXNET_DATA_DIR" in result.stdout and str(tmp_path / "cache" / "jaxnet" / "mnist") in result.stdout
+    result = run("--data-dir", str(tmp_path / "absent"))
+    assert result.returncode == 2 and "--data-dir" in result.stderr and "absent" in result.stderr
 
 
 # ---------------------------------------------------------------- the real MNIST t10k files
@@ -312,8 +343,7 @@ def test_real_load_mnist_split(real_mnist, real_raw):
 
 @needs_mnist
 def test_real_split_is_deterministic(real_mnist, monkeypatch):
-    monkeypatch.delenv("JAXNET_DATA_DIR", raising=False)
-    monkeypatch.chdir(REPO)  # default directory ../shared/data/mnist from the repo root
+    monkeypatch.setenv("JAXNET_DATA_DIR", str(MNIST_DIR.parent))  # read through $JAXNET_DATA_DIR/mnist
     again = data.load_mnist(t10k_split=(8000, 2000), flatten=True)
     for a, b in zip(real_mnist[:4], again[:4]):
         np.testing.assert_array_equal(np.asarray(a).reshape(len(b), -1), np.asarray(b).reshape(len(b), -1))
@@ -448,6 +478,58 @@ def test_standardize_zero_std_and_errors():
         data.standardize(np.ones((4, 2)), np.ones((3, 2)), np.ones((3, 3)))
     with pytest.raises(ValueError, match="x_train"):
         data.standardize(np.ones((0, 2)))
+
+
+def _features(rng, n, dtype):
+    """Columns with a real spread under a large mean (timestamps, prices, a sensor), then columns that
+    are constant exactly or up to rounding (0.1 + 0.2 beside 0.3; a value and its next float)."""
+    x = np.stack([
+        1.7e9 + rng.normal(0, 1.0, n) if dtype == np.float64 else 1e5 + rng.normal(0, 0.5, n),
+        1e4 + rng.normal(0, 1.0, n),
+        273.15 + rng.normal(0, 0.01, n),
+        rng.normal(0, 1.0, n),
+        np.full(n, 1.7e9),
+        np.zeros(n),
+        np.full(n, -3.0),
+        np.where(rng.random(n) < 0.5, 0.3, 0.1 + 0.2),
+        np.where(rng.random(n) < 0.5, dtype(0.7), np.nextafter(dtype(0.7), dtype(1))),
+    ], axis=1).astype(dtype)
+    return x, np.array([False] * 4 + [True] * 5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_standardize_constant_features_match_scikit_learn(dtype):
+    """Spread under a large mean is scaled, constants up to rounding are not: scikit-learn's
+    StandardScaler (float64 accumulators, the same precision rule) is the reference. The former rule
+    std <= 1e-5 * |mean| left the first three columns unscaled."""
+    preprocessing = pytest.importorskip("sklearn.preprocessing")
+    x, constant = _features(np.random.default_rng(0), 1000, dtype)
+    with jax.enable_x64(dtype == np.float64):
+        mean, std, xs = data.standardize(x)
+        jit_std = jax.jit(data.standardize)(x)[1]
+    assert std.dtype == dtype and xs.dtype == dtype
+    scaler = preprocessing.StandardScaler().fit(x.astype(np.float64))
+    ref = scaler.scale_.copy()
+    if dtype == np.float32:  # one float32 ulp of spread is rounding in float32; float64 sees a spread
+        assert ref[-1] != 1.0
+        ref[-1] = 1.0
+    np.testing.assert_array_equal(np.asarray(std) == 1.0, constant)
+    np.testing.assert_array_equal(ref == 1.0, constant)
+    tol = 1e-5 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(np.asarray(std), ref, rtol=tol)
+    np.testing.assert_allclose(np.asarray(mean), scaler.mean_, rtol=1e-7 if dtype == np.float32 else 1e-13)
+    np.testing.assert_allclose(np.asarray(jit_std), np.asarray(std), rtol=tol)  # XLA may fuse differently
+    xs = np.asarray(xs, np.float64)
+    np.testing.assert_allclose(xs[:, :4].std(0), 1.0, rtol=1e-3)  # scaled features really have unit spread
+    assert np.abs(xs[:, 4:]).max() <= 1e-6 * (dtype == np.float32) + 1e-7  # constants only centred
+
+
+def test_standardize_under_grad_and_vmap():
+    x, _ = _features(np.random.default_rng(1), 50, np.float32)
+    grad = jax.grad(lambda x: jnp.sum(data.standardize(x)[2] ** 2))(jnp.asarray(x))
+    assert np.all(np.isfinite(np.asarray(grad)))  # the constant columns' sqrt(0) never reaches the gradient
+    batched = jax.vmap(lambda x: data.standardize(x)[1])(jnp.stack([x, x[::-1]]))
+    np.testing.assert_allclose(np.asarray(batched[1]), np.asarray(data.standardize(x)[1]), rtol=1e-6)
 
 
 # ---------------------------------------------------------------- toy data sets

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
+import pytest
 from conftest import REPO
 
 SCRIPT = textwrap.dedent("""
@@ -32,3 +34,43 @@ def test_p1_headless_plotting(tmp_path):
     assert result.returncode == 0, result.stderr
     png = (tmp_path / "curve.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_saved_figures_are_released_and_written(tmp_path):
+    from jaxnet import plot
+
+    fig, ax = plot.figure()
+    plot.confusion(ax, np.array([[5, 1], [0, 7]]), labels=["no", "yes"])
+    path = plot.save(fig, tmp_path / "new" / "dir" / "confusion.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not fig.axes  # parents created, figure cleared
+
+
+def test_loss_curve_draws_the_nan_ignoring_mean_of_runs():
+    from jaxnet import plot
+
+    fig, (one, many) = plot.figure(1, 2)
+    plot.loss_curve(one, [0.5, 0.25, 0.125])
+    plot.loss_curve(many, np.array([[1.0, 2.0, np.nan], [3.0, 4.0, 5.0]]), label="2 runs")
+    np.testing.assert_array_equal(one.lines[0].get_ydata(), [0.5, 0.25, 0.125])
+    np.testing.assert_array_equal(many.lines[0].get_ydata(), [2.0, 3.0, 5.0])  # run 0 diverged after epoch 1
+    assert one.get_yscale() == "log" and many.get_legend() is not None
+    _, linear = plot.figure()
+    plot.loss_curve(linear, [1.0, 0.0, -1.0])  # a non-positive loss: linear axis
+    assert linear.get_yscale() == "linear"
+
+
+@pytest.mark.parametrize("call,name", [
+    (lambda plot, ax: plot.loss_curve(ax, np.zeros((2, 2, 2))), "losses"),
+    (lambda plot, ax: plot.decision_boundary(ax, lambda g: g[:, :1], np.zeros((4, 3)), np.zeros(4)), "x"),
+    (lambda plot, ax: plot.decision_boundary(ax, lambda g: g[:, :1], np.zeros((4, 2)), np.zeros(3)), "y"),
+    (lambda plot, ax: plot.decision_boundary(ax, lambda g: g[:, :1], np.zeros((4, 2)), np.zeros(4), resolution=1),
+     "resolution"),
+    (lambda plot, ax: plot.confusion(ax, np.zeros((2, 3))), "matrix"),
+    (lambda plot, ax: plot.confusion(ax, np.zeros((2, 2)), labels=["a"]), "labels"),
+])
+def test_bad_input_names_the_argument(call, name):
+    from jaxnet import plot
+
+    _, ax = plot.figure()
+    with pytest.raises(ValueError, match=f"^{name}: expected"):
+        call(plot, ax)

@@ -99,7 +99,7 @@ def all_finite(tree: Any) -> jax.Array:
 
     `sum(leaf * 0)` is NaN exactly when a leaf holds a NaN or an infinity, and 0 otherwise (it cannot
     overflow): one fused multiply-add reduction per leaf instead of an isfinite, an all and a stack
-    (measured 5x faster than an eager isfinite + all on 60,000 x 784, and ~15% of a W3 training step
+    (measured 5x faster than an eager isfinite + all on 60,000 x 784, and ~15% of an MNIST-sized (784-100-10, batch 100) training step
     as `fit`'s divergence guard)."""
     return jnp.isfinite(sum(jnp.sum(leaf * 0) for leaf in jax.tree.leaves(tree)))
 

@@ -207,7 +207,7 @@ def _fit_members(params, hyper, shuffle_keys, x, y, val, *, config: _Config):
 
 def _init_members(net: Network, keys: jax.Array, input_shape: tuple[int, ...]) -> Params:
     """`net.init(keys[i], input_shape)` for every key, stacked: an eager (op-by-op) vmap, so that each
-    lane is bitwise the params of a plain `net.init` call (field case J1). Initialising inside the
+    lane is bitwise the params of a plain `net.init` call. Initialising inside the
     jitted training program instead lets XLA fuse the sampling arithmetic, which moves some values by
     1 ulp."""
     return jax.vmap(lambda key: net.init(key, input_shape)[1])(keys)

@@ -273,6 +273,9 @@ def gradcheck(
         `jax.grad`, the rule that passed, the kink coordinates, and a pass flag. `passed` is True when
         the loss value and every leaf pass.
 
+    A host-side tool (it loops over coordinates and returns Python floats): call it eagerly, not
+    inside `jax.jit`/`vmap`/`grad`.
+
     Raises:
         ValueError / TypeError, naming the argument: params, state or data that do not fit `net`;
             non-finite data; `train=True` without a key for a network with dropout; a key batch; a
@@ -453,7 +456,8 @@ def check_layer(
         rtol, atol: per-element tolerance |backward - vjp| <= atol + rtol |vjp|.
 
     Returns:
-        A `LayerCheckReport`; `str(report)` is a table, `report.passed` the verdict.
+        A `LayerCheckReport`; `str(report)` is a table, `report.passed` the verdict. Like `gradcheck`,
+        a host-side tool: call it eagerly.
 
     Raises:
         ValueError: `backward` returns dparams of another structure, or a dparams leaf or dx of another

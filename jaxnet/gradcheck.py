@@ -197,8 +197,7 @@ def _route(grad: Any, grad_fn: Any) -> tuple[Callable, str, bool]:
     """The route under test, its label, and whether it is one of jaxnet's (then it is jitted)."""
     if grad_fn is None:
         grad = "backprop" if grad is None else grad
-        route = gradient_fn(grad)
-        return route, grad if isinstance(grad, str) else getattr(route, "__name__", "grad"), isinstance(grad, str)
+        return gradient_fn(grad), grad if isinstance(grad, str) else getattr(grad, "__name__", "grad"), isinstance(grad, str)
     if not callable(grad_fn):
         raise TypeError(f"grad_fn: expected a callable (net, params, x, y, loss) -> (loss, grads), got "
                         f"{type(grad_fn).__name__}; grad_fn is deprecated: pass grad= instead")

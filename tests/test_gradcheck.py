@@ -73,8 +73,8 @@ def test_g2_float32_finite_differences_cannot_reach_1e7():
 
 def wrong(transform, value=lambda v, x: v):
     """A route returning backprop's results changed: gradients by `transform`, the loss by `value`."""
-    def route(net, params, x, y, loss, *, state, key, train):
-        v, grads = jaxnet.backprop(net, params, x, y, loss, state=state, key=key, train=train)
+    def route(net, params, x, y, loss, **kwargs):  # kwargs: state, key, train
+        v, grads = jaxnet.backprop(net, params, x, y, loss, **kwargs)
         return value(v, x), transform(grads, x)
     return route
 
@@ -157,9 +157,9 @@ def test_loss_value_tolerance_separates_float32_from_float64_rounding():
 def test_float32_mode_runs_the_route_in_float32():
     seen = []
 
-    def spy(net, params, x, y, loss, *, state, key, train):
+    def spy(net, params, x, y, loss, **kwargs):
         seen.append((jax.tree.leaves(params)[0].dtype, x.dtype))
-        return jaxnet.backprop(net, params, x, y, loss, state=state, key=key, train=train)
+        return jaxnet.backprop(net, params, x, y, loss, **kwargs)
 
     report = gradcheck(g2_net(), g2_params(), X, Y, "mse", grad=spy, precision=jnp.float32)
     assert seen == [(jnp.float32, jnp.float32)]
@@ -344,11 +344,11 @@ def test_the_key_and_the_mode_reach_the_route():
     net, params, state, x, labels = bn_data()
     kw = dict(state=state, key=jax.random.key(3), train=True)
 
-    def other_key(net, params, x, y, loss, *, state, key, train):
-        return jaxnet.backprop(net, params, x, y, loss, state=state, key=jax.random.fold_in(key, 1), train=train)
+    def other_key(net, params, x, y, loss, **kwargs):
+        return jaxnet.backprop(net, params, x, y, loss, **{**kwargs, "key": jax.random.fold_in(kwargs["key"], 1)})
 
-    def eval_mode(net, params, x, y, loss, *, state, key, train):
-        return jaxnet.backprop(net, params, x, y, loss, state=state, key=key, train=False)
+    def eval_mode(net, params, x, y, loss, **kwargs):
+        return jaxnet.backprop(net, params, x, y, loss, **{**kwargs, "train": False})
 
     assert gradcheck(net, params, x, labels, "softmax_cross_entropy", grad="autodiff", **kw).passed
     assert not gradcheck(net, params, x, labels, "softmax_cross_entropy", grad=other_key, **kw).passed

@@ -13,7 +13,7 @@ Importing jaxnet imports neither matplotlib nor scikit-learn (see `jaxnet.plot`,
 """
 
 from jaxnet import activations, data, initializers, layers, losses, metrics, optim
-from jaxnet.gradcheck import GradcheckReport, gradcheck
+from jaxnet.gradcheck import GradcheckReport, check_layer, gradcheck
 from jaxnet import nn
 from jaxnet.nn import (ActivationLayer, BatchNorm, Dense, Dropout, Identity, Layer, Network, Relu, Sigmoid, Softmax,
                        Tanh, activation_layer, mlp, serial)
@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "activations", "data", "initializers", "layers", "losses", "metrics", "optim",
-    "GradcheckReport", "gradcheck",
+    "GradcheckReport", "check_layer", "gradcheck",
     "nn", "ActivationLayer", "BatchNorm", "Dense", "Dropout", "Identity", "Layer", "Relu", "Sigmoid", "Softmax",
     "Tanh", "activation_layer",
     "Network", "autodiff", "backprop", "mlp", "serial",

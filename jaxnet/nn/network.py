@@ -44,9 +44,10 @@ def _entry(state, i):
 
 
 def _check_backward(layer, i, params, dparams, x, dx):
-    """Raise ValueError naming the layer when its backward's result does not fit its params and input
-    (structure, shapes and dtypes; static, so this costs nothing in compiled code)."""
-    where = f"layer {i} ({layer.name}).backward"
+    """Raise ValueError naming the layer (and its index i, if not None) when its backward's result does
+    not fit its params and input (structure, shapes and dtypes; static, so this costs nothing in
+    compiled code). Also used by `jaxnet.check_layer`."""
+    where = f"{layer.name}.backward" if i is None else f"layer {i} ({layer.name}).backward"
     p_leaves, p_def = jax.tree_util.tree_flatten_with_path(params)
     d_leaves, d_def = jax.tree_util.tree_flatten(dparams)
     if p_def != d_def:

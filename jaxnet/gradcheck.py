@@ -66,7 +66,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxnet import losses as losses_lib
 from jaxnet._checks import _compare_tree, as_float_array, check_data, check_key, check_positive, layer_shapes
-from jaxnet.network import Network, autodiff, gradient_fn
+from jaxnet.network import Network, autodiff, gradient_fn, l2_penalty
 from jaxnet.nn._layer import Layer
 from jaxnet.nn.network import _check_backward
 
@@ -206,22 +206,21 @@ def _route(grad: Any, grad_fn: Any) -> tuple[Callable, str, bool]:
     warnings.warn("gradcheck(grad_fn=...) is deprecated: pass grad=, a callable (net, params, x, y, loss, *, state, "
                   "key, train) -> (loss, grads)", DeprecationWarning, stacklevel=3)
 
-    def old_signature(net, params, x, y, loss, *, state, key, train):
-        if state is None and key is None and not train:
-            return grad_fn(net, params, x, y, loss)
-        return grad_fn(net, params, x, y, loss, state=state, key=key, train=train)
-
-    return old_signature, getattr(grad_fn, "__name__", "grad_fn"), False
+    return gradient_fn(grad_fn), getattr(grad_fn, "__name__", "grad_fn"), False
 
 
 @functools.partial(jax.jit, static_argnames=("route", "net", "loss_fn", "train"))
-def _jitted_route(route, net, params, x, y, loss_fn, state, key, train):
-    return route(net, params, x, y, loss_fn, state=state, key=key, train=train)
+def _jitted_route(route, net, params, x, y, loss_fn, state, key, train, weight_decay=None):
+    return route(net, params, x, y, loss_fn, state=state, key=key, train=train, weight_decay=weight_decay)
 
 
-@functools.partial(jax.jit, static_argnames=("net", "loss_fn", "train"))
-def _loss_value(net, params, x, y, loss_fn, state, key, train):
-    return loss_fn.value(net.apply(params, x, state=state, key=key, train=train), y)
+def _objective(net, params, x, y, loss_fn, state, key, train, weight_decay):
+    """The loss `fit` trains: the loss of the network's output, plus the L2 term when weight_decay is set."""
+    value = loss_fn.value(net.apply(params, x, state=state, key=key, train=train), y)
+    return value if weight_decay is None else value + l2_penalty(net, params, weight_decay)
+
+
+_loss_value = jax.jit(_objective, static_argnames=("net", "loss_fn", "train"))
 
 
 def gradcheck(
@@ -244,6 +243,7 @@ def gradcheck(
     max_fd_coords: int = 4096,
     fd_key: jax.Array | None = None,
     grad_fn: Callable | None = None,
+    weight_decay: float | None = None,
 ) -> GradcheckReport:
     """Check a gradient route's loss value and gradients against float64 references (module docstring).
 
@@ -265,6 +265,9 @@ def gradcheck(
             evaluations each, 4 more for a coordinate that fails); beyond it a random subset drawn with
             `fd_key` (default `jax.random.key(0)`) is checked.
         grad_fn: deprecated alias of `grad` for a callable with the old signature (net, params, x, y, loss).
+        weight_decay: check the loss with the book's L2 term `0.5 * weight_decay * sum(W**2)` over the
+            weights (as `fit(..., weight_decay=)` trains it); passed to the route, and added to every
+            reference (`jax.grad`, finite differences, the loss value).
 
     Returns:
         A `GradcheckReport`: the route's loss value and the independent one; per leaf the max absolute
@@ -297,20 +300,23 @@ def gradcheck(
     for arg_name, k in (("key", key), ("fd_key", fd_key)):
         if k is not None:
             check_key(arg_name, k, single=True)
+    if weight_decay is not None:
+        check_positive("weight_decay", weight_decay, allow_zero=True)
+        weight_decay = float(weight_decay)
 
     with jax.enable_x64(True):
         p64, x64, y64, s64 = (_cast(t, jnp.float64) for t in (params, x, y, state))
         args = (x64, y64, loss_fn, s64, key, train)
-        ref_loss = float(_loss_value(net, p64, *args))
-        _, auto = _jitted_route(autodiff, net, p64, *args)
+        ref_loss = float(_loss_value(net, p64, *args, weight_decay))
+        _, auto = _jitted_route(autodiff, net, p64, *args, weight_decay)
         if precision == "float32":
             p_r, x_r, y_r, s_r = (_cast(t, jnp.float32) for t in (params, x, y, state))
         else:
             p_r, x_r, y_r, s_r = p64, x64, y64, s64
         if named:
-            out = _jitted_route(route, net, p_r, x_r, y_r, loss_fn, s_r, key, train)
+            out = _jitted_route(route, net, p_r, x_r, y_r, loss_fn, s_r, key, train, weight_decay)
         else:
-            out = route(net, p_r, x_r, y_r, loss_fn, state=s_r, key=key, train=train)
+            out = route(net, p_r, x_r, y_r, loss_fn, state=s_r, key=key, train=train, weight_decay=weight_decay)
         if not (isinstance(out, (tuple, list)) and len(out) == 2):
             raise TypeError(f"grad: the route {label} must return (loss, grads), got {type(out).__name__}")
         route_loss, hand = out
@@ -322,12 +328,15 @@ def gradcheck(
                              f"params' structure {auto_def}")
 
         flat, unravel = ravel_pytree(p64)
-        loss_at = jax.jit(lambda v: loss_fn.value(net.apply(unravel(v), x64, state=s64, key=key, train=train), y64))
+        loss_at = jax.jit(lambda v: _objective(net, unravel(v), x64, y64, loss_fn, s64, key, train, weight_decay))
 
         @jax.jit
         def outputs_at(v):  # every layer's output and the loss, for the kink test
             outs = net.forward(unravel(v), x64, state=s64, key=key, train=train)[1:]
-            return jnp.concatenate([jnp.ravel(o) for o in outs] + [jnp.ravel(loss_fn.value(outs[-1], y64))])
+            total = loss_fn.value(outs[-1], y64)
+            if weight_decay is not None:
+                total = total + l2_penalty(net, unravel(v), weight_decay)
+            return jnp.concatenate([jnp.ravel(o) for o in outs] + [jnp.ravel(total)])
 
         fd = _finite_differences(loss_at, outputs_at, np.asarray(flat), np.asarray(ravel_pytree(auto)[0]), eps,
                                  max_fd_coords, fd_key, fd_rtol, fd_atol)

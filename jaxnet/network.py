@@ -121,34 +121,44 @@ def gradient_fn(grad: str | Callable) -> Callable:
     if not callable(found):
         raise TypeError(f"grad: expected 'backprop', 'autodiff' or a callable (net, params, x, y, loss) -> "
                         f"(loss, grads), got {type(grad).__name__}")
-    if found in GRADIENTS.values() or _takes_mode(found):
+    takes = _keywords(found)
+    if found in GRADIENTS.values() or takes >= {"state", "key", "train", "weight_decay"}:
         return found
-    return _FiveArgumentRoute(found)
+    return _AdaptedRoute(found, takes >= {"state", "key", "train"})
 
 
-def _takes_mode(fn: Callable) -> bool:
-    """True when `fn` accepts the keyword arguments state, key and train (or **kwargs)."""
+def _keywords(fn: Callable) -> set:
+    """The keyword arguments among state, key, train and weight_decay that `fn` accepts (all of them
+    when it takes **kwargs or its signature cannot be read)."""
+    every = {"state", "key", "train", "weight_decay"}
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
-        return True
-    names = {p.name for p in params}
-    return any(p.kind is p.VAR_KEYWORD for p in params) or {"state", "key", "train", "weight_decay"} <= names
+        return every
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return every
+    return every & {p.name for p in params}
 
 
 @dataclasses.dataclass(frozen=True)
-class _FiveArgumentRoute:
-    """A user's route written as `(net, params, x, y, loss) -> (loss, grads)`, from before networks had
-    state and randomness: fine for networks without them; compared by value (the wrapped function)."""
+class _AdaptedRoute:
+    """A user's route that takes fewer keyword arguments than `fit` passes, compared by value (the
+    wrapped function). `takes_mode`: it takes state, key and train; otherwise it is a route written as
+    `(net, params, x, y, loss) -> (loss, grads)`, from before networks had state and randomness, fine
+    for networks without them. Weight decay, if any, is added outside it (`l2_penalty`, `l2_gradient`)."""
 
     fn: Callable
+    takes_mode: bool
 
     def __call__(self, net, params, x, y, loss, *, state=None, key=None, train=False, weight_decay=None):
-        if net.has_state or (train and net.is_random):
+        if self.takes_mode:
+            value, grads = self.fn(net, params, x, y, loss, state=state, key=key, train=train)
+        elif net.has_state or (train and net.is_random):
             raise TypeError(f"grad: {getattr(self.fn, '__name__', 'the route')} takes (net, params, x, y, loss) "
                             f"only, but {net.name} has BatchNorm or Dropout; accept the keyword arguments "
                             f"state, key and train and pass them to net.apply / net.forward")
-        value, grads = self.fn(net, params, x, y, loss)
+        else:
+            value, grads = self.fn(net, params, x, y, loss)
         if _no_decay(weight_decay):
             return value, grads
         return (value + l2_penalty(net, params, weight_decay).astype(value.dtype),

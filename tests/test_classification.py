@@ -130,7 +130,7 @@ def test_gradcheck_flags_a_wrong_softmax_gradient(wrong):
         return value, jax.tree.map(lambda g: factor * g, grads)
 
     assert gradcheck(net, params, x, labels, "softmax_cross_entropy").passed
-    assert not gradcheck(net, params, x, labels, "softmax_cross_entropy", grad_fn=bad).passed
+    assert not gradcheck(net, params, x, labels, "softmax_cross_entropy", grad=bad).passed
 
 
 # ------------------------------------------------------------------ field cases N4 and N5

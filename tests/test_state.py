@@ -233,3 +233,23 @@ def test_a_wrong_custom_backward_is_reported_with_the_layer():
     _, params = net.init(jax.random.key(0))
     with pytest.raises(ValueError, match=r"layer 0 \(BadScale\)\.backward: returned dparams\['s'\] of shape \(4, 4\)"):
         jaxnet.backprop(net, params, jnp.ones((4, 4)), jnp.ones((4, 1)), "mse")
+
+
+def test_gradcheck_with_weight_decay_checks_the_regularised_loss(x64):
+    """gradcheck's references include the L2 term: backprop passes, and a route that forgets the
+    term's gradient (but adds it to the loss) fails. The reference penalty is written here in numpy."""
+    x, y = blobs(16, jnp.float64)
+    net = bn_dropout_net(jnp.float64)
+    _, params = net.init(jax.random.key(0))
+    kw = dict(state=net.init_state(), key=jax.random.key(1), train=True, weight_decay=0.3)
+    report = jaxnet.gradcheck(net, params, x, y, "mse", **kw)
+    assert report.passed, str(report)
+    plain = jaxnet.autodiff(net, params, x, y, "mse", state=kw["state"], key=kw["key"], train=True)[0]
+    penalty = 0.5 * 0.3 * sum(float(np.sum(np.asarray(p[k]) ** 2)) for p in params for k in p if k == "W")
+    np.testing.assert_allclose(report.loss, float(plain) + penalty, rtol=1e-12)
+
+    def forgets_decay_gradient(net, params, x, y, loss, *, state, key, train, weight_decay):
+        value, grads = jaxnet.backprop(net, params, x, y, loss, state=state, key=key, train=train)
+        return value + jaxnet.network.l2_penalty(net, params, weight_decay), grads
+
+    assert not jaxnet.gradcheck(net, params, x, y, "mse", grad=forgets_decay_gradient, **kw).passed

@@ -300,22 +300,26 @@ def one_hot(labels, n_classes, dtype=jnp.float32):
     float32), with ``jax.nn.one_hot``: row i is 1 at column labels[i] and 0 elsewhere.
 
     With concrete labels, values outside [0, n_classes) raise ValueError (naming the first bad one);
-    under jit/vmap (traced labels) no check is possible and ``jax.nn.one_hot`` gives all-zero rows.
-    Raises: TypeError if ``labels`` is not an integer array; ValueError if ``n_classes`` is not an int
-    >= 1 or a concrete label is out of range.
+    under jit/vmap (traced labels) no check is possible, and such a row is
+    all NaN (-1 for an integer ``dtype``): never a plausible all-zero target that a loss would count as 0.
+    Raises: TypeError if ``labels`` is not an integer array; ValueError if
+    ``n_classes`` is not an int >= 1 or a concrete label is out of range.
     """
     if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 1:
-        raise ValueError(f"one_hot: n_classes must be an int >= 1, got {n_classes!r}")
+        raise ValueError(f"n_classes: expected an int >= 1, got {n_classes!r}")
     if not isinstance(labels, jax.core.Tracer):
         labels = np.asarray(labels)
     if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise TypeError(f"one_hot: labels must have an integer dtype, got {labels.dtype}")
+        raise TypeError(f"labels: expected an integer dtype, got {labels.dtype}; cast with labels.astype(int)")
     if isinstance(labels, np.ndarray):
         bad = (labels < 0) | (labels >= n_classes)
         if bad.any():
-            raise ValueError(f"one_hot: labels must be in [0, {n_classes}), found {labels[bad][0]} "
+            raise ValueError(f"labels: expected class labels in [0, {n_classes}), found {labels[bad][0]} "
                              f"at index {tuple(int(i) for i in np.argwhere(bad)[0])}")
-    return jax.nn.one_hot(labels, n_classes, dtype=dtype)
+        return jax.nn.one_hot(labels, n_classes, dtype=dtype)
+    valid = (labels >= 0) & (labels < n_classes)
+    invalid = jnp.nan if jnp.issubdtype(dtype, jnp.floating) else -1  # integer rows: -1, never a one-hot
+    return jnp.where(valid[..., None], jax.nn.one_hot(labels, n_classes, dtype=dtype), jnp.asarray(invalid, dtype))
 
 
 def train_test_split(key, x, y, *, test_size=0.2, stratify=None):

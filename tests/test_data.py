@@ -361,7 +361,7 @@ def test_one_hot_values_and_dtype():
 
 @pytest.mark.parametrize("labels, first", [([0, 5, -1], "5"), ([1, -1, 3], "-1"), ([3], "3")])
 def test_one_hot_out_of_range(labels, first):
-    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\), found " + first):
+    with pytest.raises(ValueError, match=r"^labels: expected class labels in \[0, 3\), found " + first):
         data.one_hot(jnp.array(labels), 3)
 
 
@@ -382,6 +382,13 @@ def test_one_hot_under_jit_and_vmap():
     want = np.eye(4)[[3, 0, 2]]
     np.testing.assert_array_equal(np.asarray(jax.jit(lambda l: data.one_hot(l, 4))(labels)), want)
     np.testing.assert_array_equal(np.asarray(jax.vmap(lambda l: data.one_hot(l, 4))(labels)), want)
+
+
+def test_one_hot_traced_out_of_range_label_gives_a_nan_row():
+    """Under jit no ValueError is possible; the bad row must not be a plausible all-zero target."""
+    got = np.asarray(jax.jit(lambda l: data.one_hot(l, 3))(jnp.array([1, 3, -1])))
+    np.testing.assert_array_equal(got[0], [0, 1, 0])
+    assert np.isnan(got[1]).all() and np.isnan(got[2]).all()
 
 
 # ---------------------------------------------------------------- train_test_split

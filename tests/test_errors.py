@@ -163,7 +163,7 @@ CASES = {
                                  r"normal, xavier_normal, xavier_uniform, zeros"),
     "mlp: size 0": (lambda: mlp([2, 0, 1]), ValueError, r"layer_sizes\[1\]: expected a positive int, got 0"),
     "one_hot: label out of range": (lambda: data.one_hot(jnp.array([0, 3]), 3), ValueError,
-                                    r"one_hot: labels must be in \[0, 3\), found 3"),
+                                    r"labels: expected class labels in \[0, 3\), found 3"),
 }
 
 
@@ -424,9 +424,9 @@ def test_fuzz_losses_optimizers_and_helpers(tmp_path_factory, data_):
         call_, expect = (lambda: optim.optimizer(name, lr)), ("name" if name not in optim.OPTIMIZERS else "learning_rate")
     elif kind == "one_hot":
         labels, classes, expect = data_.draw(st.sampled_from([
-            (jnp.array([0.0, 1.0]), 3, "one_hot: labels"), (jnp.array([0, 3]), 3, "one_hot: labels"),
-            (jnp.array([-1]), 2, "one_hot: labels"), (jnp.array([0]), 0, "one_hot: n_classes"),
-            (jnp.array([0]), 2.0, "one_hot: n_classes")]))
+            (jnp.array([0.0, 1.0]), 3, "labels: "), (jnp.array([0, 3]), 3, "labels: "),
+            (jnp.array([-1]), 2, "labels: "), (jnp.array([0]), 0, "n_classes: "),
+            (jnp.array([0]), 2.0, "n_classes: ")]))
         call_ = lambda: data.one_hot(labels, classes)  # noqa: E731
     elif kind == "mlp":
         kwargs, expect = data_.draw(st.sampled_from([

@@ -17,6 +17,12 @@ ALL = [
     "digits",
     "breast_cancer",
     "mnist",
+    "init_histograms",
+    "weight_init",
+    "optimizers_mnist",
+    "batchnorm",
+    "overfitting",
+    "hyperparameter_search",
 ]
 
 # Runnable by name, not part of `all`.

@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> dict:
     seconds = time.perf_counter() - start
     metrics = {
         "seed": args.seed, "seeds": seeds, "epochs": epochs, "batch_size": BATCH_SIZE,
-        "optimizer": "adamw (decoupled decay, weights only)", "learning_rate": LEARNING_RATE, "weight_decay": WEIGHT_DECAY,
+        "optimizer": "adamw (decoupled decay, weights only)", "learning_rate": LEARNING_RATE,
+        "weight_decay": WEIGHT_DECAY,
         "layer_sizes": [64, 100, 10], "n_train": int(x_train.shape[0]), "n_test": int(x_test.shape[0]),
         **stats, "target": TARGET, "final_train_loss": history["loss"][:, -1],
         "final_test_loss": history["val_loss"][:, -1], "confusion_first_seed": matrix,

@@ -23,7 +23,8 @@ def _randomise(params, key):
     bias would change the result."""
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(key, len(leaves))
-    return jax.tree.unflatten(treedef, [1.0 + 0.5 * jax.random.normal(k, p.shape, p.dtype) for k, p in zip(keys, leaves)])
+    return jax.tree.unflatten(treedef, [1.0 + 0.5 * jax.random.normal(k, p.shape, p.dtype)
+                                        for k, p in zip(keys, leaves)])
 
 
 def _plain_loss(params, x, labels, batchnorm):

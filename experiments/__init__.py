@@ -18,6 +18,12 @@ ALL = [
     "breast_cancer",
     "mnist",
     "batchnorm_dropout",
+    "init_histograms",
+    "weight_init",
+    "optimizers_mnist",
+    "batchnorm",
+    "overfitting",
+    "hyperparameter_search",
 ]
 
 # Runnable by name, not part of `all`.

@@ -145,7 +145,7 @@ def fit(
             sum W^2 over the weights, not biases or BatchNorm parameters); added to the loss (and to
             the recorded `history["loss"]`) and its gradient `lambda W` to the weights' gradients by
             the gradient route. May be traced (vmapped in a hyperparameter search). For decoupled
-            decay (AdamW) use the optimizer instead (`jaxnet.optim.adamw`).
+            decay (AdamW, masked to the weights) use `jaxnet.regularization.adamw`.
 
     Returns:
         `FitResult(params, state, opt_state, history)`; history a dict of arrays of shape (epochs,):

@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-from experiments import ALL, EXTRA
+from experiments import ALL, ALL_OPTIONS, EXTRA
 
 
 def _usage() -> str:
@@ -20,7 +20,7 @@ def run_all(argv: list[str]) -> int:
     for name in ALL:
         t0 = time.perf_counter()
         print(f"\n=== {name} ===", flush=True)
-        summary = importlib.import_module(f"experiments.{name}").main(list(argv))
+        summary = importlib.import_module(f"experiments.{name}").main(list(argv) + ALL_OPTIONS.get(name, []))
         rows.append((name, time.perf_counter() - t0, summary or {}))
     total = time.perf_counter() - start
     print("\n=== summary ===")

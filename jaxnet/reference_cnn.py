@@ -180,9 +180,12 @@ class SimpleConvNet:
                        "W2": randn(pool_out, hidden_size), "b2": np.zeros(hidden_size, dtype),
                        "W3": randn(hidden_size, output_size), "b3": np.zeros(output_size, dtype)}
         self.stride, self.pad = stride, pad
-        self._build()
+        self.load_params(self.params)
 
-    def _build(self):
+    def load_params(self, params):
+        """Use `params` ({"W1": ..., "b3": ...}, arrays of the shapes above) and rebuild the layers on
+        them (the book's load_params, from a dict instead of a pickle file)."""
+        self.params = {k: np.array(v) for k, v in params.items()}
         p = self.params
         self.layers = [Convolution(p["W1"], p["b1"], self.stride, self.pad), Relu(), Pooling(2, 2, stride=2),
                        Affine(p["W2"], p["b2"]), Relu(), Affine(p["W3"], p["b3"])]
@@ -239,12 +242,12 @@ class Adam:
 def train_epoch(net: SimpleConvNet, optimizer: Adam, x: np.ndarray, t: np.ndarray, batch_size: int,
                 rng: np.random.Generator) -> float:
     """One epoch as the book's Trainer runs it: n / batch_size steps, each on `batch_size` examples drawn
-    at random with replacement (`rng.choice`), gradient then update. Returns the last batch's loss (before
-    its update)."""
-    loss = float("nan")
+    at random with replacement (`rng.choice`), gradient then update. Returns the mean of the batch
+    losses, each computed before its update."""
+    losses = []
     for _ in range(max(x.shape[0] // batch_size, 1)):
         batch = rng.choice(x.shape[0], batch_size)
         grads = net.gradient(x[batch], t[batch])
         optimizer.update(net.params, grads)
-        loss = net.last_layer.loss
-    return loss
+        losses.append(net.last_layer.loss)
+    return float(np.mean(losses))

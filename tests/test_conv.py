@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from conftest import MNIST_DIR
 from jax import lax
 
 import jaxnet
@@ -314,3 +315,33 @@ def test_conv_layers_under_vmap_and_jit():
     lanes = jax.vmap(lambda xb: net.apply(params, xb))(x)
     np.testing.assert_allclose(lanes, jax.jit(net.apply)(params, x.reshape(6, 1, 8, 8)).reshape(3, 2, 3),
                                rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- experiment
+
+
+def test_w5_contenders_train_the_same_epoch():
+    """One epoch from the same params: jaxnet's im2col layers with hand backward inside `fit` and the
+    lax.conv network with jax.grad see the same batches and give the same mean loss; the book's numpy
+    loop (random batches with replacement) starts from the same params."""
+    from experiments import cnn_w5
+
+    x, y = cnn_w5.mnist_shaped(200)
+    runs = cnn_w5.w5_contenders(x, y, batch_size=100)
+    losses = {name: run() for name, run in runs.items()}
+    assert losses["jaxnet im2col"] == pytest.approx(losses["lax.conv + jax.grad"], rel=1e-5)
+    assert losses["numpy (book)"] == pytest.approx(losses["lax.conv + jax.grad"], rel=0.1)
+
+
+@pytest.mark.skipif(not (MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file(), reason="no MNIST t10k files")
+def test_cnn_experiment_quick(tmp_path):
+    import json
+
+    from experiments import cnn
+
+    summary = cnn.main(["--quick", "--data-dir", str(MNIST_DIR), "--out", str(tmp_path)])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["n_train"] == metrics["n_test"] == 500 and metrics["epochs"] == 1
+    assert summary["acc"] == metrics["test_accuracy"] > 0.3  # one epoch of 5 steps already beats chance (0.1)
+    names = {p.name for p in tmp_path.glob("*.png")}
+    assert names == {"filters.png", "feature_maps.png", "curves.png", "confusion.png", "misclassified.png"}

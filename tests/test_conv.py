@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from conftest import MNIST_DIR
 from jax import lax
@@ -64,8 +64,12 @@ def window(draw, max_channels=3):
     return (draw(st.integers(1, 2)), draw(st.integers(1, max_channels)), h, w), (fh, fw), stride, padding
 
 
+OVERLAPPING = ((2, 2, 5, 4), (3, 2), 1, 1)  # stride < filter: pixels shared by several patches
+
+
 @settings(max_examples=5)
 @given(window(), st.integers(0, 2**16))
+@example(OVERLAPPING, 7)
 def test_col2im_is_the_vjp_of_im2col(case, seed):
     shape, (fh, fw), stride, padding = case
 
@@ -103,8 +107,9 @@ def lax_conv(x, W, b, stride, padding):
     return y + b[None, :, None, None]
 
 
-@settings(max_examples=6)
+@settings(max_examples=5)
 @given(window(), st.integers(1, 3), st.integers(0, 2**16))
+@example(OVERLAPPING, 3, 7)
 def test_conv2d_forward_and_backward_match_lax_conv(case, filters, seed):
     shape, kernel, stride, padding = case
     layer = nn.Conv2D(filters, kernel, stride, padding, dtype=jnp.float64)

@@ -23,7 +23,6 @@ import hashlib
 import http.client
 import os
 import tempfile
-import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
@@ -46,8 +45,8 @@ DATASETS = {
     # MD5 of the decompressed IDX files as published next to the archives' digests by independent
     # MNIST fetchers: secml's CDataLoaderMNIST (TRAIN_DATA_MD5 = 6bbc9ace..., TEST_DATA_MD5 =
     # 2646ac64...), CMake `fetch_mnist` scripts (MNIST_EXTRACTED_FILE_MD5S) and shell fetchers of the
-    # PyTorch S3 mirror (MNIST_EXTRACTED_FILES_MD5); the t10k pair is the one issue 12 states and was
-    # checked with md5sum against a copy. Archive (.gz) MD5s, for reference only
+    # PyTorch S3 mirror (MNIST_EXTRACTED_FILES_MD5); the t10k pair was also checked with md5sum
+    # against a re-compressed copy. Archive (.gz) MD5s, for reference only
     # (torchvision.datasets.MNIST.resources): f68b3c2d... train images, d53e105e... train labels,
     # 9fb629c4... t10k images, ec29112d... t10k labels.
     # Mirrors: torchvision's PyTorch S3 copy, TensorFlow's Google Cloud Storage copy, then the

@@ -220,7 +220,7 @@ def test_pooling_matches_reduce_window_with_ties(case, seed):
 
 def test_pooling_and_flatten_errors_and_shapes():
     assert nn.MaxPool2D(2).init(None, (30, 24, 24))[0] == (30, 12, 12)
-    assert nn.MaxPool2D(2) == nn.MaxPool2D(2, stride=2) or nn.MaxPool2D(2).name == nn.MaxPool2D(2, 2).name
+    assert nn.MaxPool2D(2) == nn.MaxPool2D((2, 2), stride=2) and nn.MaxPool2D(2) != nn.AvgPool2D(2)
     with pytest.raises(ValueError, match=r"^stride: .*non-square"):
         nn.MaxPool2D((2, 3))
     with pytest.raises(ValueError, match=r"^input_shape: .*stride"):
@@ -350,3 +350,19 @@ def test_cnn_experiment_quick(tmp_path):
     assert summary["acc"] == metrics["test_accuracy"] > 0.3  # one epoch of 5 steps already beats chance (0.1)
     names = {p.name for p in tmp_path.glob("*.png")}
     assert names == {"filters.png", "feature_maps.png", "curves.png", "confusion.png", "misclassified.png"}
+
+
+@pytest.mark.skipif(not (MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file(), reason="no MNIST t10k files")
+def test_cnn_default_split_is_the_t10k_split_even_with_training_files():
+    from experiments import cnn
+
+    t10k = jaxnet.data.load_mnist(MNIST_DIR, t10k_split=(8000, 2000))
+    raw_x = jnp.asarray(jaxnet.data.load_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz"), jnp.float32) / 255.0
+    raw_y = jaxnet.data.load_idx(MNIST_DIR / "t10k-labels-idx1-ubyte.gz").astype(np.int32)
+    # as if the training files were there too (3 stand-in images): without --full, the t10k split all the same
+    both = jaxnet.data.MNIST(np.zeros((3, 28, 28), np.float32), np.zeros(3, np.int32), raw_x, raw_y, "train+t10k")
+    x_tr, y_tr, x_te, y_te, source = cnn.split(both, full=False, quick=False)
+    assert source == "t10k split 8000/2000" and x_tr.shape == (8000, 1, 28, 28)
+    np.testing.assert_array_equal(x_tr[:, 0], t10k.x_train)
+    np.testing.assert_array_equal(y_te, t10k.y_test)
+    assert cnn.split(both, full=True, quick=False)[0].shape == (3, 1, 28, 28)  # --full: the training files

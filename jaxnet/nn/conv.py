@@ -37,7 +37,8 @@ from jaxnet.nn._layer import Layer, as_shape
 from jaxnet.nn.dense import canonical_dtype
 
 
-def _int(name: str, value: Any, *, low: int) -> int:
+def int_at_least(name: str, value: Any, *, low: int) -> int:
+    """`value` as an int >= low; TypeError (not an int, or a bool) or ValueError naming `name` otherwise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an int >= {low}, got {value!r}")
     if value < low:
@@ -52,8 +53,8 @@ def pair(name: str, value: Any) -> tuple[int, int]:
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name}: expected an int or a pair (height, width), got {value!r}")
-        return _int(f"{name}[0]", value[0], low=1), _int(f"{name}[1]", value[1], low=1)
-    k = _int(name, value, low=1)
+        return int_at_least(f"{name}[0]", value[0], low=1), int_at_least(f"{name}[1]", value[1], low=1)
+    k = int_at_least(name, value, low=1)
     return k, k
 
 
@@ -77,8 +78,8 @@ def conv_output_size(input_size: int, filter_size: int, stride: int = 1, padding
             larger than the padded input (`input + 2 padding < filter`); a stride that does not
             divide `input + 2 padding - filter` (the message suggests sizes that fit).
     """
-    size = _int("input_size", input_size, low=1)
-    f, s, p = _int("filter_size", filter_size, low=1), _int("stride", stride, low=1), _int("padding", padding, low=0)
+    size = int_at_least("input_size", input_size, low=1)
+    f, s, p = int_at_least("filter_size", filter_size, low=1), int_at_least("stride", stride, low=1), int_at_least("padding", padding, low=0)
     span = size + 2 * p - f
     if span < 0:
         raise ValueError(f"filter_size: the filter ({f}) is larger than the padded input ({size} + 2 x {p} = "
@@ -245,8 +246,8 @@ class Conv2D(Layer):
         check_positive("filters", self.filters, integer=True)
         object.__setattr__(self, "filters", int(self.filters))
         object.__setattr__(self, "kernel_size", pair("kernel_size", self.kernel_size))
-        object.__setattr__(self, "stride", _int("stride", self.stride, low=1))
-        object.__setattr__(self, "padding", _int("padding", self.padding, low=0))
+        object.__setattr__(self, "stride", int_at_least("stride", self.stride, low=1))
+        object.__setattr__(self, "padding", int_at_least("padding", self.padding, low=0))
         initializers.get(self.W_init)
         initializers.get(self.b_init)
         object.__setattr__(self, "dtype", canonical_dtype("dtype", self.dtype))

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+
 import jax
 import jax.numpy as jnp
 
 from jaxnet.nn._layer import Layer, as_shape
-from jaxnet.nn.conv import _int, check_images, col2im, im2col, image_shape, output_hw, pair
+from jaxnet.nn.conv import check_images, col2im, im2col, image_shape, int_at_least, output_hw, pair
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,37 +28,33 @@ class _Pool2D(Layer):
     def __post_init__(self):
         object.__setattr__(self, "pool_size", pair("pool_size", self.pool_size))
         ph, pw = self.pool_size
-        if self.stride is not None:
-            object.__setattr__(self, "stride", _int("stride", self.stride, low=1))
-        elif ph != pw:
+        if self.stride is None and ph != pw:
             raise ValueError(f"stride: {type(self).__name__} with a non-square pool {ph}x{pw} needs an explicit stride")
-
-    @property
-    def _stride(self) -> int:
-        return self.pool_size[0] if self.stride is None else self.stride
+        # stored resolved, so that MaxPool2D(2) == MaxPool2D(2, stride=2) (layers compare by value)
+        object.__setattr__(self, "stride", ph if self.stride is None else int_at_least("stride", self.stride, low=1))
 
     @property
     def name(self) -> str:
         ph, pw = self.pool_size
-        return f"{type(self).__name__}({ph}x{pw}, stride={self._stride})"
+        return f"{type(self).__name__}({ph}x{pw}, stride={self.stride})"
 
     def init(self, key, input_shape):
         del key
         c, h, w = image_shape(self, input_shape)
-        return (c, *output_hw(self, (c, h, w), *self.pool_size, self._stride, 0)), {}
+        return (c, *output_hw(self, (c, h, w), *self.pool_size, self.stride, 0)), {}
 
     def _windows(self, x):
         """x (N, C, H, W) -> (N, OH, OW, C, ph * pw): each row one pooling window (row-major inside)."""
         check_images(self, x)
         n, c, h, w = x.shape
-        oh, ow = output_hw(self, (c, h, w), *self.pool_size, self._stride, 0)
+        oh, ow = output_hw(self, (c, h, w), *self.pool_size, self.stride, 0)
         ph, pw = self.pool_size
-        return im2col(x, ph, pw, self._stride).reshape(n, oh, ow, c, ph * pw)
+        return im2col(x, ph, pw, self.stride).reshape(n, oh, ow, c, ph * pw)
 
     def _to_x(self, x, dwindows):
         """The adjoint of `_windows`: (N, OH, OW, C, ph * pw) -> (N, C, H, W)."""
         return col2im(dwindows.reshape(-1, dwindows.shape[3] * dwindows.shape[4]), x.shape, *self.pool_size,
-                      self._stride)
+                      self.stride)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,13 +8,13 @@ the layers' hand-derived backward passes (`jaxnet.fit`, grad="backprop"). Images
 (the book's `0.01 * randn`, `--init book`, learns more slowly at first; its filters end up smoother,
 as in the book's figure 7-24).
 
-Data (as the `mnist` experiment: `--data-dir`, `$JAXNET_DATA_DIR/mnist`, `../shared/data/mnist`, or
-`--download`): by default the stratified 8,000 / 2,000 split of the 10,000 t10k images (the same split
-`jaxnet.data.load_mnist` makes, even when the training files are present), trained for 20 epochs
-(1,600 steps; the book's count), target test accuracy 0.975 (`python -m experiments all` runs 8
-epochs, `--epochs 8`, to stay within its time budget). `--full`: the standard 60,000 / 10,000 split for 20 epochs
-(the book's run, 98.96% in the book; target 0.989). `--quick`: 500 training and 500 test images,
-1 epoch (a smoke test of the pipeline).
+Data: the IDX files in `--data-dir`, else `jaxnet.data.load_mnist`'s default folder
+(`$JAXNET_DATA_DIR/mnist`), downloaded first with `--download`. By default the stratified 8,000 /
+2,000 split of the 10,000 t10k images (the split `jaxnet.data.load_mnist` makes, used even when the
+training files are present), 20 epochs (1,600 steps; the book's count), target test accuracy 0.975;
+`python -m experiments all` runs 8 epochs (`--epochs 8`) to stay within its time budget. `--full`:
+the standard 60,000 / 10,000 split for 20 epochs (the book's run, 98.96% in the book; target 0.989).
+`--quick`: 500 training and 500 test images, 1 epoch (a smoke test of the pipeline).
 
 Figures: the 30 first-layer filters before and after training (the book's figure 7-24), the 30
 feature maps of one test digit after the convolution and ReLU, the learning curves, the confusion
@@ -24,6 +24,7 @@ matrix and the misclassified test digits. A progress bar counts epochs.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -32,7 +33,6 @@ from tqdm.auto import tqdm
 
 from experiments import _classification as cls
 from experiments._common import parser, write_metrics
-from experiments.mnist import T10K_SPLIT, add_data_options, load_or_skip
 from jaxnet import data, fit, metrics, nn, optim, plot
 
 BATCH_SIZE, LEARNING_RATE = 100, 1e-3
@@ -41,6 +41,7 @@ TARGET = {"t10k": 0.975, "full": 0.989}
 QUICK_SIZE = 500
 EVAL_BATCH = 1000  # evaluation in chunks: the im2col columns of 10,000 images would take 576 MB
 LOSS = "softmax_cross_entropy"
+T10K_SPLIT = (8000, 2000)
 
 
 def train_epoch(net, params, opt_state, x, y, optimizer, key, validation):
@@ -54,6 +55,22 @@ def predict_classes(net, params, x) -> np.ndarray:
     apply = jax.jit(net.apply)
     return np.concatenate([np.asarray(metrics.predicted_classes(apply(params, x[i:i + EVAL_BATCH])))
                            for i in range(0, x.shape[0], EVAL_BATCH)])
+
+
+def load(p, args) -> tuple[data.MNIST | None, str]:
+    """`(mnist, where)`: MNIST from --data-dir, else `jaxnet.data.load_mnist`'s default folder, fetched
+    first with --download; `(None, message)` (printed) when the default folder holds no MNIST files,
+    so `python -m experiments all` runs anywhere. A --data-dir without the files is an error."""
+    try:
+        mnist = data.load_mnist(args.data_dir, t10k_split=T10K_SPLIT, download=args.download)
+    except FileNotFoundError as err:
+        if args.data_dir is not None:
+            p.error(f"--data-dir: {err}")
+        message = (f"cnn: skipped ({err}); point it at the IDX files with `python -m experiments cnn --data-dir "
+                   f"DIR`, set JAXNET_DATA_DIR so that $JAXNET_DATA_DIR/mnist holds them, or add --download")
+        print(message)
+        return None, message
+    return mnist, str(args.data_dir or "the default MNIST folder")
 
 
 def split(mnist: data.MNIST, full: bool, quick: bool):
@@ -121,7 +138,10 @@ def curves_figure(history: dict, target: float, title: str, path):
 
 def main(argv: list[str] | None = None) -> dict:
     p = parser("cnn", __doc__.splitlines()[0])
-    add_data_options(p)
+    p.add_argument("--data-dir", type=Path, default=None, help="folder with the MNIST IDX files "
+                   "(default: jaxnet.data.load_mnist's, $JAXNET_DATA_DIR/mnist)")
+    p.add_argument("--download", action="store_true",
+                   help="download missing MNIST files (checksum-verified) into --data-dir or the default folder")
     p.add_argument("--full", action="store_true", help="train on the 60,000 training images (needs the train files)")
     p.add_argument("--init", choices=("he", "book"), default="he",
                    help="weight initialisation: He-normal (default) or the book's 0.01 * randn")
@@ -129,9 +149,9 @@ def main(argv: list[str] | None = None) -> dict:
                    help="override the number of epochs (ignored with --quick; `all` runs 8)")
     args = p.parse_args(argv)
     start = time.perf_counter()
-    mnist, directory, skipped = load_or_skip(p, args, flatten=False, name="cnn")
-    if skipped:
-        return {"skipped": skipped}
+    mnist, directory = load(p, args)
+    if mnist is None:
+        return {"skipped": directory}
     if args.full and mnist.source != "train+t10k":
         p.error(f"--full: {directory} holds only the t10k files; add train-*-ubyte[.gz] or use --download")
     x_train, y_train, x_test, y_test, source = split(mnist, args.full, args.quick)

@@ -76,6 +76,17 @@ def lax_epoch(optimizer, batch_size: int):
     return epoch
 
 
+def fit_shuffle_key(key: jax.Array) -> jax.Array:
+    """The key with which a one-epoch `jaxnet.fit(..., key=key)` permutes its examples, so that the lax
+    contender trains on the same batches (fit's key streams: `jaxnet.train.epoch_keys` where it exists,
+    else `split(key, epochs)`)."""
+    try:
+        from jaxnet.train import epoch_keys
+    except ImportError:
+        return jax.random.split(key, 1)[0]
+    return epoch_keys(key, 1)[0][0]
+
+
 def _init(seed: int):
     net = nn.simple_convnet()
     return net, jax.jit(lambda k: net.init(k)[1])(jax.random.key(seed))
@@ -110,8 +121,8 @@ def w5_contenders(x: np.ndarray | None = None, y: np.ndarray | None = None, *, b
     lax_optimizer = optax.adam(LEARNING_RATE)
     epoch = lax_epoch(lax_optimizer, batch_size)
 
-    def lax_run() -> float:  # fit shuffles epoch t with split(key, epochs)[t]: the same batches here
-        return float(epoch(params, lax_optimizer.init(params), xj, yj, jax.random.split(key, 1)[0])[2])
+    def lax_run() -> float:
+        return float(epoch(params, lax_optimizer.init(params), xj, yj, fit_shuffle_key(key))[2])
 
     book_params = {"W1": params[0]["W"], "b1": params[0]["b"], "W2": params[4]["W"], "b2": params[4]["b"],
                    "W3": params[6]["W"], "b3": params[6]["b"]}

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import jax
 
@@ -52,56 +51,30 @@ def default_data_dir() -> tuple[Path | None, str]:
     return None, "no JAXNET_DATA_DIR and no ../shared/data/mnist"
 
 
-def add_data_options(p) -> None:
-    """The MNIST options shared by the experiments that read MNIST: --data-dir and --download."""
+def main(argv: list[str] | None = None) -> dict:
+    p = parser("mnist", __doc__.splitlines()[0])
     p.add_argument("--data-dir", type=Path, default=None,
                    help="folder with the MNIST IDX files (default $JAXNET_DATA_DIR/mnist, else ../shared/data/mnist)")
-    p.add_argument("--download", action="store_true",
-                   help="download missing MNIST files (checksum-verified) into --data-dir or the default cache folder")
-
-
-class Loaded(NamedTuple):
-    """What `load_or_skip` found: the data and its folder, or why the experiment is skipped."""
-
-    mnist: data.MNIST | None
-    directory: Path | str | None
-    skipped: str | None = None
-
-
-def load_or_skip(p, args, *, flatten: bool, name: str) -> Loaded:
-    """MNIST read as `add_data_options`' options say; `skipped` is a message (printed) when the default
-    folders hold no MNIST files, so `python -m experiments all` runs anywhere. An explicit --data-dir
-    that does not exist or lacks files is an error (`p.error` exits)."""
-    if args.download:  # into --data-dir, or the library's default cache folder
-        mnist = data.load_mnist(args.data_dir, flatten=flatten, t10k_split=T10K_SPLIT, download=True)
-        return Loaded(mnist, args.data_dir or "the download cache")
+    args = p.parse_args(argv)
+    start = time.perf_counter()
     if args.data_dir is not None:  # asked for: a missing folder or file is an error
         directory = args.data_dir
         if not directory.is_dir():
             p.error(f"--data-dir {directory}: no such directory")
         try:
-            return Loaded(data.load_mnist(directory, flatten=flatten, t10k_split=T10K_SPLIT), directory)
+            mnist = data.load_mnist(directory, flatten=True, t10k_split=T10K_SPLIT)
         except FileNotFoundError as err:
             p.error(f"--data-dir: {err}")
-    directory, origin = default_data_dir()
-    try:
-        if directory is None or not directory.is_dir():
-            raise FileNotFoundError(origin if directory is None else f"{origin} = {directory} does not exist")
-        return Loaded(data.load_mnist(directory, flatten=flatten, t10k_split=T10K_SPLIT), directory)
-    except FileNotFoundError as err:
-        message = f"{name}: skipped ({err}); {HOW_TO.replace('experiments mnist', f'experiments {name}')}"
-        print(message)
-        return Loaded(None, None, message)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    p = parser("mnist", __doc__.splitlines()[0])
-    add_data_options(p)
-    args = p.parse_args(argv)
-    start = time.perf_counter()
-    mnist, directory, skipped = load_or_skip(p, args, flatten=True, name="mnist")
-    if skipped:
-        return {"skipped": skipped}
+    else:  # the defaults: skipped when absent, so `python -m experiments all` runs anywhere
+        directory, origin = default_data_dir()
+        try:
+            if directory is None or not directory.is_dir():
+                raise FileNotFoundError(origin if directory is None else f"{origin} = {directory} does not exist")
+            mnist = data.load_mnist(directory, flatten=True, t10k_split=T10K_SPLIT)
+        except FileNotFoundError as err:
+            message = f"mnist: skipped ({err}); {HOW_TO}"
+            print(message)
+            return {"skipped": message}
 
     kind = "full" if mnist.source == "train+t10k" else "t10k"
     epochs, seeds = (3, 2) if args.quick else (EPOCHS[kind], SEEDS)

@@ -24,7 +24,11 @@ ALL = [
     "batchnorm",
     "overfitting",
     "hyperparameter_search",
+    "cnn",
 ]
+
+# Options an experiment gets in `all` on top of those given to `all`, to keep the job within its budget.
+ALL_OPTIONS: dict[str, list[str]] = {"cnn": ["--epochs", "8"]}
 
 # Runnable by name, not part of `all`.
 EXTRA: list[str] = ["bench", "train_distributed", "bench_ensemble"]

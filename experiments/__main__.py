@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import ALL, EXTRA
+from experiments import ALL, ALL_OPTIONS, EXTRA
 
 
 def _summary(name: str) -> str:
@@ -35,7 +35,7 @@ def run_all(argv: list[str]) -> int:
     for name in ALL:
         t0 = time.perf_counter()
         print(f"\n=== {name} ===", flush=True)
-        summary = importlib.import_module(f"experiments.{name}").main(list(argv))
+        summary = importlib.import_module(f"experiments.{name}").main(list(argv) + ALL_OPTIONS.get(name, []))
         rows.append((name, time.perf_counter() - t0, summary or {}))
     total = time.perf_counter() - start
     print("\n=== summary ===")

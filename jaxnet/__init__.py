@@ -15,8 +15,9 @@ Importing jaxnet imports neither matplotlib nor scikit-learn (see `jaxnet.plot`,
 from jaxnet import activations, data, initializers, layers, losses, metrics, optim
 from jaxnet.gradcheck import GradcheckReport, check_layer, gradcheck
 from jaxnet import nn
-from jaxnet.nn import (ActivationLayer, BatchNorm, Dense, Dropout, Identity, Layer, Network, Relu, Sigmoid, Softmax,
-                       Tanh, activation_layer, mlp, serial)
+from jaxnet.nn import (ActivationLayer, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, Identity, Layer,
+                       MaxPool2D, Network, Relu, Sigmoid, Softmax, Tanh, activation_layer, col2im, conv_output_size,
+                       im2col, mlp, serial, simple_convnet)
 from jaxnet.network import autodiff, backprop
 from jaxnet.train import evaluate, fit, predict
 
@@ -27,6 +28,7 @@ __all__ = [
     "GradcheckReport", "check_layer", "gradcheck",
     "nn", "ActivationLayer", "BatchNorm", "Dense", "Dropout", "Identity", "Layer", "Relu", "Sigmoid", "Softmax",
     "Tanh", "activation_layer",
+    "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "im2col", "col2im", "conv_output_size", "simple_convnet",
     "Network", "autodiff", "backprop", "mlp", "serial",
     "evaluate", "fit", "predict",
 ]
@@ -35,7 +37,8 @@ __all__ = [
 def __getattr__(name):
     # Lazy submodules: `jaxnet.plot` (matplotlib) and the others below
     # are imported on first use, so `import jaxnet` stays light.
-    if name in ("plot", "reference", "checkpoint", "ensemble", "distributed"):
+    if name in ("plot", "reference", "reference_cnn", "checkpoint", "ensemble", "distributed", "download",
+                "regularization"):
         import importlib
 
         return importlib.import_module(f"jaxnet.{name}")

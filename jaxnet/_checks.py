@@ -290,8 +290,26 @@ def check_network_input(net: Any, params: Any, x: Any, *, name: str = "x", param
         else:
             want = f"(n, {', '.join(map(str, default))})" + ("" if batched else f" or {default}")
             raise ValueError(f"{name}: expected shape {want} for {net.name}, whose params take inputs of "
-                             f"shape {default}, got {shape}") from None
+                             f"shape {default}, got {shape}{shape_hint(default, shape, name)}") from None
     raise first_error
+
+
+def shape_hint(expected: tuple[int, ...], got: tuple[int, ...], name: str = "x") -> str:
+    """A conversion hint for a batch of shape `got` whose examples should have shape `expected`, or "".
+
+    Channels-last images (n, H, W, C) where channels-first (C, H, W) are expected:
+    "; it looks channels-last (n, H, W, C): convert it with x.transpose(0, 3, 1, 2)"; examples with the
+    expected number of values in another shape (flattened images, unflattened vectors):
+    "; ... reshape it with x.reshape(-1, 1, 28, 28)"."""
+    expected, got = tuple(expected), tuple(got)
+    example = got[1:]
+    if len(expected) == 3 and len(got) == 4 and example == expected[1:] + expected[:1] != expected:
+        return (f"; it looks channels-last (n, H, W, C): convert it to channels-first (n, C, H, W) with "
+                f"{name}.transpose(0, 3, 1, 2)")
+    if got and example != expected and math.prod(example) == math.prod(expected):
+        return (f"; its examples hold the expected {math.prod(expected)} values in another shape: reshape it "
+                f"with {name}.reshape(-1, {', '.join(map(str, expected))})")
+    return ""
 
 
 def float_dtype_of(name: str, params: Any) -> Any:

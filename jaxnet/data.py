@@ -202,7 +202,7 @@ def _read_pair(directory, prefix):
     return x, y
 
 
-def load_mnist(directory=None, *, flatten=False, t10k_split=None):
+def load_mnist(directory=None, *, flatten=False, t10k_split=None, download=False):
     """Load MNIST from IDX files (LeCun, Cortes, Burges; http://yann.lecun.com/exdb/mnist/).
 
     Reads ``{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (each raw or ``.gz``; compression detected
@@ -217,12 +217,20 @@ def load_mnist(directory=None, *, flatten=False, t10k_split=None):
     ``source`` then reads e.g. "t10k split 8000/2000"; a UserWarning says so unless ``t10k_split``
     was passed explicitly.
 
+    ``download=True`` first fetches the missing files, checksum-verified, into ``directory`` (default
+    ``$JAXNET_DATA_DIR/mnist`` or the user cache; see ``jaxnet.download.download``); a sequence of
+    URL prefixes instead of True tries those mirrors in order. Raises ``jaxnet.download.DownloadError``
+    when no mirror delivers a file.
+
     Returns: ``MNIST``: images float32 in [0, 1] (pixel / 255), (n, 28, 28) or (n, 784) if ``flatten``;
     labels int32 (n,).
     Raises: FileNotFoundError if the directory or a needed file is missing; ValueError for a bad
     file (see ``load_idx``; an images/labels swap names magics 2051 and 2049), image and label counts
     that differ (naming both files), labels outside 0..9, or a ``t10k_split`` that does not add up.
     """
+    if download:
+        from jaxnet.download import download as fetch
+        directory = fetch("mnist", directory, mirrors=None if download is True else download)
     d = mnist_dir(directory)
     train, test = _read_pair(d, "train"), _read_pair(d, "t10k")
     for got in (train, test):

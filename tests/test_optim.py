@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from jaxnet import data, fit, mlp, optim, reference
 from jaxnet.layers import Layer
 from jaxnet.network import serial
+from jaxnet.reference_cnn import Adam as BookAdam  # the book's common/optimizer.py Adam, in numpy
 from tutorial_schedule import schedule_rates, train_with_schedule
 
 NAN, INF = math.nan, math.inf
@@ -340,22 +341,6 @@ class BookRMSprop:
             self.h[key] *= self.decay_rate
             self.h[key] += (1 - self.decay_rate) * grads[key] * grads[key]
             params[key] -= self.lr * grads[key] / (np.sqrt(self.h[key]) + 1e-7)
-
-
-class BookAdam:
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
-        self.lr, self.beta1, self.beta2, self.iter, self.m, self.v = lr, beta1, beta2, 0, None, None
-
-    def update(self, params, grads):
-        if self.m is None:
-            self.m = {k: np.zeros_like(v) for k, v in params.items()}
-            self.v = {k: np.zeros_like(v) for k, v in params.items()}
-        self.iter += 1
-        lr_t = self.lr * np.sqrt(1.0 - self.beta2 ** self.iter) / (1.0 - self.beta1 ** self.iter)
-        for key in params:
-            self.m[key] += (1 - self.beta1) * (grads[key] - self.m[key])
-            self.v[key] += (1 - self.beta2) * (grads[key] ** 2 - self.v[key])
-            params[key] -= lr_t * self.m[key] / (np.sqrt(self.v[key]) + 1e-7)
 
 
 BOOK = {"sgd": BookSGD, "momentum": BookMomentum, "nesterov": BookNesterov, "adagrad": BookAdaGrad,

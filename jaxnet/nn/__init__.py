@@ -3,15 +3,21 @@
 - `Layer`: the base class (frozen dataclass, compared by value); see its module for the contract.
 - `Dense`; `ActivationLayer` and its instances `Sigmoid`, `Relu`, `Tanh`, `Identity`, `Softmax`;
   `BatchNorm`; `Dropout`.
-- `Network`, `serial`, `mlp`.
+- `Conv2D`, `MaxPool2D`, `AvgPool2D`, `Flatten` (channels-first images (N, C, H, W)); the im2col
+  helpers `im2col`, `col2im`, `conv_output_size`.
+- `Network`, `serial`, `mlp`, `simple_convnet`.
 """
 
 from jaxnet.nn._layer import Layer
 from jaxnet.nn.activations import ActivationLayer, Identity, Relu, Sigmoid, Softmax, Tanh, activation_layer
+from jaxnet.nn.conv import Conv2D, col2im, conv_output_size, im2col
 from jaxnet.nn.dense import Dense
 from jaxnet.nn.dropout import Dropout
 from jaxnet.nn.network import Network, mlp, serial
+from jaxnet.nn.models import simple_convnet
 from jaxnet.nn.normalization import BatchNorm
+from jaxnet.nn.pool import AvgPool2D, Flatten, MaxPool2D
 
 __all__ = ["Layer", "ActivationLayer", "Identity", "Relu", "Sigmoid", "Softmax", "Tanh", "activation_layer",
-           "Dense", "Dropout", "BatchNorm", "Network", "mlp", "serial"]
+           "Dense", "Dropout", "BatchNorm", "Network", "mlp", "serial",
+           "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "im2col", "col2im", "conv_output_size", "simple_convnet"]

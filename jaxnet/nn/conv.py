@@ -1,0 +1,311 @@
+"""Convolution by im2col: the image patches unrolled into the rows of a matrix, then one matmul.
+
+Layout: channels first, as the book. Images are (N, C, H, W) (batch, channels, height, width) and a
+convolution's weights W are (FN, C, FH, FW) (filters, channels, filter height, filter width), b is
+(FN,); the output is (N, FN, OH, OW). JAX's own convolutions default to channels-last (NHWC);
+convert such data with `x.transpose(0, 3, 1, 2)` (the layers' errors say so).
+
+`im2col(x, FH, FW, stride, padding)` returns the (N * OH * OW, C * FH * FW) matrix whose row
+(n, i, j) holds the patch of image n under the filter at output position (i, j), in (c, fh, fw)
+order. A convolution is then `im2col(x) @ W.reshape(FN, -1).T + b`. `col2im` is its adjoint (the
+transpose of the linear map im2col): it adds every patch back at its place, so pixels covered by
+several patches receive the sum of their entries. It is what carries dL/dcols back to dL/dx.
+
+Both loop over the FH * FW filter offsets (static Python loops, unrolled at trace time), never over
+output pixels: offset (i, j) is one strided slice of the padded image (`lax.slice`), and its adjoint
+one zero-padding with interior padding (`lax.pad`), so both are jit-friendly with static sizes.
+
+Source: Deep Learning from Scratch 7.2-7.4 (equation 7.1, im2col, the Convolution layer);
+Chellapilla, Puri, Simard, "High performance convolutional neural networks for document
+processing", 2006 (unrolling convolutions into matrix products).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxnet import initializers
+from jaxnet._checks import check_positive, shape_hint
+from jaxnet.nn._layer import Layer, as_shape
+from jaxnet.nn.dense import canonical_dtype
+
+
+def int_at_least(name: str, value: Any, *, low: int) -> int:
+    """`value` as an int >= low; TypeError (not an int, or a bool) or ValueError naming `name` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an int >= {low}, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name}: expected an int >= {low}, got {value}")
+    return int(value)
+
+
+def pair(name: str, value: Any) -> tuple[int, int]:
+    """`value` as (height, width): an int k gives (k, k); a pair of ints >= 1 is kept.
+
+    Raises: TypeError / ValueError naming `name` for anything else."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name}: expected an int or a pair (height, width), got {value!r}")
+        return int_at_least(f"{name}[0]", value[0], low=1), int_at_least(f"{name}[1]", value[1], low=1)
+    k = int_at_least(name, value, low=1)
+    return k, k
+
+
+def conv_output_size(input_size: int, filter_size: int, stride: int = 1, padding: int = 0) -> int:
+    """Output size of a convolution or pooling along one axis: `(input + 2 padding - filter) / stride + 1`.
+
+    The book's equation 7.1. As the book asks (7.2.4), the division must be exact: a stride that
+    leaves pixels over at the border is an error here (PyTorch and `lax.conv` floor instead and
+    silently drop those pixels). Examples: H 5, filter 3, stride 2, padding 1 -> 3; H 28, filter 5,
+    stride 1, padding 0 -> 24.
+
+    Args:
+        input_size: H or W (int >= 1). filter_size: int >= 1. stride: int >= 1. padding: int >= 0
+            (zeros added on each side).
+
+    Returns:
+        The output size, an int >= 1.
+
+    Raises:
+        TypeError: an argument that is not an int. ValueError: an argument out of range; a filter
+            larger than the padded input (`input + 2 padding < filter`); a stride that does not
+            divide `input + 2 padding - filter` (the message suggests sizes that fit).
+    """
+    size = int_at_least("input_size", input_size, low=1)
+    f, s, p = int_at_least("filter_size", filter_size, low=1), int_at_least("stride", stride, low=1), int_at_least("padding", padding, low=0)
+    span = size + 2 * p - f
+    if span < 0:
+        raise ValueError(f"filter_size: the filter ({f}) is larger than the padded input ({size} + 2 x {p} = "
+                         f"{size + 2 * p}); use a smaller filter or more padding")
+    if span % s:
+        raise ValueError(f"stride: (input_size + 2 padding - filter_size) / stride = ({size} + 2 x {p} - {f}) / {s} "
+                         f"is not an integer, so the last {span % s} pixel(s) would be skipped; choose a stride "
+                         f"dividing {span}, or padding/input size making it divisible (Deep Learning from Scratch "
+                         f"7.2.4)")
+    return span // s + 1
+
+
+def _images(name: str, x: Any) -> None:
+    if getattr(x, "ndim", None) != 4:
+        raise ValueError(f"{name}: expected images (N, C, H, W) (batch, channels, height, width), got shape "
+                         f"{tuple(getattr(x, 'shape', ()))}")
+
+
+def _out_hw(shape, fh, fw, stride, padding) -> tuple[int, int]:
+    return (conv_output_size(shape[2], fh, stride, padding), conv_output_size(shape[3], fw, stride, padding))
+
+
+def im2col(x: jax.Array, filter_h: int, filter_w: int, stride: int = 1, padding: int = 0) -> jax.Array:
+    """Unroll the patches of images into rows (the book's im2col).
+
+    Row `(n * OH + i) * OW + j` holds the patch of image n that the filter covers at output position
+    (i, j), in (channel, filter row, filter column) order; OH, OW from `conv_output_size`. For
+    x = arange(9) as 1 x 1 x 3 x 3 and a 2 x 2 filter the rows are [0,1,3,4], [1,2,4,5], [3,4,6,7],
+    [4,5,7,8].
+
+    Args:
+        x: (N, C, H, W) array of any dtype. filter_h, filter_w: ints >= 1. stride: int >= 1.
+        padding: int >= 0 zeros on each side of H and W.
+
+    Returns:
+        (N * OH * OW, C * filter_h * filter_w) array of x's dtype.
+
+    Raises:
+        ValueError: x not 4-D; sizes that do not fit (see `conv_output_size`). TypeError: non-int sizes.
+        Shape checks are static, so they run under jit, vmap and grad too.
+
+    Source: Deep Learning from Scratch 7.4.3 (common/util.py im2col), whose loop over the filter's
+    offsets this follows.
+    """
+    _images("x", x)
+    n, c = x.shape[:2]
+    oh, ow = _out_hw(x.shape, filter_h, filter_w, stride, padding)
+    img = jnp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding))) if padding else x
+    patches = [lax.slice(img, (0, 0, i, j), (n, c, i + stride * (oh - 1) + 1, j + stride * (ow - 1) + 1),
+                         (1, 1, stride, stride))
+               for i in range(filter_h) for j in range(filter_w)]
+    col = jnp.stack(patches, axis=2).reshape(n, c, filter_h, filter_w, oh, ow)
+    return col.transpose(0, 4, 5, 1, 2, 3).reshape(n * oh * ow, c * filter_h * filter_w)
+
+
+def col2im(cols: jax.Array, input_shape: tuple[int, int, int, int], filter_h: int, filter_w: int, stride: int = 1,
+           padding: int = 0) -> jax.Array:
+    """The adjoint of `im2col`: add each row's patch back at its place in an image of `input_shape`.
+
+    Pixels covered by several patches get the sum of their entries (the overlap is added, not
+    overwritten), so `col2im` is the transpose of the linear map `im2col` and equals `jax.vjp` of it.
+    Padding positions are dropped. For x = arange(9) as 1 x 1 x 3 x 3 and a 2 x 2 filter,
+    col2im(im2col(x)) = [[0,2,2],[6,16,10],[6,14,8]] (each pixel times the number of patches holding it).
+
+    Args:
+        cols: (N * OH * OW, C * filter_h * filter_w), as `im2col` returns for `input_shape`.
+        input_shape: (N, C, H, W) of the images. filter_h, filter_w, stride, padding: as for `im2col`.
+
+    Returns:
+        (N, C, H, W) array of cols' dtype.
+
+    Raises:
+        ValueError: an input_shape that is not 4 sizes, sizes that do not fit (`conv_output_size`), or
+            cols of another shape than `im2col` gives. TypeError: non-int sizes.
+
+    Source: Deep Learning from Scratch 7.4.3 (common/util.py col2im).
+    """
+    shape = as_shape("input_shape", input_shape)
+    if len(shape) != 4:
+        raise ValueError(f"input_shape: expected (N, C, H, W), got {shape}")
+    n, c, h, w = shape
+    oh, ow = _out_hw(shape, filter_h, filter_w, stride, padding)
+    expected = (n * oh * ow, c * filter_h * filter_w)
+    if tuple(cols.shape) != expected:
+        raise ValueError(f"cols: expected shape {expected} (N * OH * OW, C * FH * FW) for input_shape {shape} and a "
+                         f"{filter_h} x {filter_w} filter, stride {stride}, padding {padding}; got {tuple(cols.shape)}")
+    hp, wp = h + 2 * padding, w + 2 * padding
+    col = cols.reshape(n, oh, ow, c, filter_h, filter_w).transpose(0, 3, 4, 5, 1, 2)
+    zero = jnp.zeros((), cols.dtype)
+    img = jnp.zeros((n, c, hp, wp), cols.dtype)
+    for i in range(filter_h):
+        for j in range(filter_w):
+            # the adjoint of the strided slice at offset (i, j): spread with stride - 1 zeros between
+            # entries (interior padding) and shift to (i, j)
+            img = img + lax.pad(col[:, :, i, j], zero, ((0, 0, 0), (0, 0, 0),
+                                                        (i, hp - i - stride * (oh - 1) - 1, stride - 1),
+                                                        (j, wp - j - stride * (ow - 1) - 1, stride - 1)))
+    return img[:, :, padding:padding + h, padding:padding + w]
+
+
+def check_images(layer: Layer, x: Any, channels: int | None = None) -> None:
+    """Raise ValueError naming x when it is not a batch of channels-first images (N, C, H, W) (with
+    `channels` channels when given); the message suggests the conversion of channels-last (N, H, W, C)
+    or flattened (N, C * H * W) data. Static: works under jit."""
+    shape = tuple(getattr(x, "shape", ()))
+    if len(shape) == 4 and (channels is None or shape[1] == channels):
+        return
+    want = "(N, C, H, W)" if channels is None else f"(N, {channels}, H, W)"
+    if len(shape) == 4 and shape[3] == channels:
+        hint = shape_hint((channels, shape[1], shape[2]), shape)
+    elif len(shape) == 2 and channels is not None and math.isqrt(shape[1] // channels) ** 2 * channels == shape[1]:
+        side = math.isqrt(shape[1] // channels)
+        hint = shape_hint((channels, side, side), shape)
+    elif len(shape) == 3 and shape[0] == channels:
+        hint = "; for one image add the batch axis: x[None]"
+    else:
+        hint = ""
+    raise ValueError(f"x: {layer.name} expected a batch of channels-first images {want} (batch, channels, height, "
+                     f"width), got shape {shape}{hint}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv2D(Layer):
+    """A 2-D convolution (cross-correlation, as in every deep-learning library and the book) by im2col.
+
+    Params: `{"W": (filters, C, FH, FW), "b": (filters,)}` of `dtype` (float32 by default).
+    Shapes: x (N, C, H, W) -> y (N, filters, OH, OW), OH = (H + 2 padding - FH) / stride + 1
+    (`conv_output_size`; it must divide exactly), likewise OW. One example needs a batch axis: x[None].
+
+    Forward: `cols = im2col(x)` (N OH OW, C FH FW); `y = cols @ W.reshape(filters, -1).T + b`,
+    reshaped to (N, filters, OH, OW).
+    Backward, with dy reshaped to `dY` (N OH OW, filters): `dW = (dY^T cols).reshape(W.shape)`,
+    `db = sum over rows of dY`, `dx = col2im(dY @ W.reshape(filters, -1))`.
+
+    Args:
+        filters: number of filters FN (int >= 1).
+        kernel_size: FH = FW = k for an int k, or a pair (FH, FW).
+        stride: int >= 1. padding: int >= 0 zeros on each side of H and W.
+        W_init: initialiser name or function `init(key, shape, dtype)`, default 'he_normal'. It is
+            called with the shape (FH, FW, C, FN) (receptive field first, as `jaxnet.initializers`
+            expects), so fan_in = C FH FW and fan_out = FN FH FW (He et al. 2015's n_l = k^2 c), and
+            the result is transposed to (FN, C, FH, FW). 'normal' is the book's `0.01 * randn`.
+        b_init: bias initialiser, default 'zeros'. dtype: floating parameter dtype.
+
+    Raises:
+        TypeError / ValueError (naming the argument): non-int or out-of-range sizes, unknown
+            initialisers, a non-floating dtype; at init, an input shape that is not (C, H, W) or that
+            the filter and stride do not fit; in apply, x that is not (N, C, H, W) with the params' C
+            (channels-last data: the message suggests `x.transpose(0, 3, 1, 2)`; flat data:
+            `x.reshape(-1, C, H, W)`).
+
+    Source: Deep Learning from Scratch 7.2 and 7.4.3 (the Convolution layer).
+    """
+
+    filters: int
+    kernel_size: int | tuple[int, int]
+    stride: int = 1
+    padding: int = 0
+    W_init: str | Callable = dataclasses.field(default="he_normal", kw_only=True)
+    b_init: str | Callable = dataclasses.field(default="zeros", kw_only=True)
+    dtype: Any = dataclasses.field(default=jnp.float32, kw_only=True)
+
+    def __post_init__(self):
+        check_positive("filters", self.filters, integer=True)
+        object.__setattr__(self, "filters", int(self.filters))
+        object.__setattr__(self, "kernel_size", pair("kernel_size", self.kernel_size))
+        object.__setattr__(self, "stride", int_at_least("stride", self.stride, low=1))
+        object.__setattr__(self, "padding", int_at_least("padding", self.padding, low=0))
+        initializers.get(self.W_init)
+        initializers.get(self.b_init)
+        object.__setattr__(self, "dtype", canonical_dtype("dtype", self.dtype))
+
+    @property
+    def name(self) -> str:
+        fh, fw = self.kernel_size
+        stride = f", stride={self.stride}" if self.stride != 1 else ""
+        padding = f", padding={self.padding}" if self.padding else ""
+        return f"Conv2D({self.filters}, {fh}x{fw}{stride}{padding})"
+
+    def init(self, key, input_shape):
+        shape = image_shape(self, input_shape)
+        fh, fw = self.kernel_size
+        oh, ow = output_hw(self, shape, fh, fw, self.stride, self.padding)
+        k_w, k_b = jax.random.split(key)
+        w_init, bias_init = initializers.get(self.W_init), initializers.get(self.b_init)
+        W = w_init(k_w, (fh, fw, shape[0], self.filters), self.dtype).transpose(3, 2, 0, 1)
+        return (self.filters, oh, ow), {"W": W, "b": bias_init(k_b, (self.filters,), self.dtype)}
+
+    def _cols(self, x):
+        return im2col(x, *self.kernel_size, self.stride, self.padding)
+
+    def apply(self, params, x, *, state=None, key=None, train=False):
+        del state, key, train
+        W = params["W"]
+        check_images(self, x, W.shape[1])
+        n = x.shape[0]
+        oh, ow = _out_hw(x.shape, *self.kernel_size, self.stride, self.padding)
+        y = self._cols(x) @ W.reshape(W.shape[0], -1).T + params["b"]
+        return y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
+
+    def backward(self, params, x, y, dy, *, state=None, key=None, train=False):
+        del y, state, key, train
+        W = params["W"]
+        check_images(self, x, W.shape[1])
+        dY = dy.transpose(0, 2, 3, 1).reshape(-1, W.shape[0])
+        dW = (dY.T @ self._cols(x)).reshape(W.shape)
+        dcols = dY @ W.reshape(W.shape[0], -1)
+        dx = col2im(dcols, x.shape, *self.kernel_size, self.stride, self.padding)
+        return {"W": dW, "b": jnp.sum(dY, axis=0)}, dx
+
+
+def image_shape(layer: Layer, input_shape: Any) -> tuple[int, int, int]:
+    """`input_shape` as (C, H, W) with every size >= 1; ValueError naming the layer otherwise."""
+    shape = as_shape("input_shape", input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"input_shape: {layer.name} expected channels-first images (C, H, W) without the batch "
+                         f"axis, got {shape}")
+    return shape
+
+
+def output_hw(layer: Layer, shape: tuple[int, int, int], fh: int, fw: int, stride: int, padding: int):
+    """(OH, OW) of `layer` for inputs (C, H, W) = `shape`; ValueError naming the layer when the window
+    does not fit (with a hint when the shape looks channels-last (H, W, C))."""
+    try:
+        return _out_hw((0,) + tuple(shape), fh, fw, stride, padding)
+    except ValueError as err:
+        hint = (f"; {shape} looks channels-last (H, W, C): images must be channels-first (C, H, W), e.g. "
+                f"x.transpose(0, 3, 1, 2) for a batch" if shape[2] < min(shape[:2]) else "")
+        raise ValueError(f"input_shape: {layer.name} cannot take images of shape {shape} (C, H, W): {err}{hint}") from err

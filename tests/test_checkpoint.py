@@ -80,7 +80,7 @@ def test_without_template_plain_containers_come_back(saved, trained):
     loaded = checkpoint.load(saved)
     assert_bitwise_equal(loaded.params, params)  # tuples of dicts, the empty {} of activations included
     plateau = loaded.opt_state[1]
-    assert isinstance(plateau, dict) and set(plateau) == {"scale", "plateau"}
+    assert isinstance(plateau, dict) and set(plateau) == {"scale", "plateau", "patience"}
     np.testing.assert_array_equal(plateau["plateau"]["best_value"], state[1].plateau.best_value)
 
 

@@ -1,18 +1,58 @@
-"""`python -m experiments NAME [options]` runs one experiment; `python -m experiments all` runs the main job."""
+"""`python -m experiments NAME [options]` runs one experiment; `python -m experiments all` runs the main job.
+
+The command line (never `import jaxnet`) turns on JAX's persistent compilation cache, so that a second
+run of an experiment loads its compiled programs from disk instead of compiling them again: in
+`$JAX_COMPILATION_CACHE_DIR` if set, else `$XDG_CACHE_HOME/jaxnet/jax-cache`, else
+`~/.cache/jaxnet/jax-cache`. `--no-compile-cache` (anywhere on the line) or `JAXNET_COMPILE_CACHE=0`
+turns it off. The cache is trusted code: keep it in a directory only you can write to.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import time
+from pathlib import Path
+from typing import Mapping
 
 from experiments import ALL, EXTRA
 
+NO_CACHE_FLAG = "--no-compile-cache"
+CACHE_ENV = "JAXNET_COMPILE_CACHE"
+
 
 def _usage() -> str:
-    return ("usage: python -m experiments NAME [options] | all [--quick]\n"
+    return ("usage: python -m experiments NAME [options] | all [--quick]   [--no-compile-cache]\n"
             f"  main job (all): {', '.join(ALL)}\n  also: {', '.join(EXTRA) or '-'}\n"
-            "  each NAME accepts --help")
+            "  each NAME accepts --help\n"
+            f"  compiled programs are cached in {compile_cache_dir() or '(off)'}; {NO_CACHE_FLAG} or\n"
+            f"  {CACHE_ENV}=0 turns the cache off, JAX_COMPILATION_CACHE_DIR moves it")
+
+
+def compile_cache_dir(environ: Mapping[str, str] = os.environ, disabled: bool = False) -> Path | None:
+    """The persistent compilation cache directory of `python -m experiments`, or None when it is off
+    (`disabled`, i.e. --no-compile-cache, or JAXNET_COMPILE_CACHE set to 0, false, no or off)."""
+    if disabled or environ.get(CACHE_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    if environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return Path(environ["JAX_COMPILATION_CACHE_DIR"])
+    base = Path(environ["XDG_CACHE_HOME"]) if environ.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return base / "jaxnet" / "jax-cache"
+
+
+def enable_compile_cache(directory: Path | None) -> None:
+    """Turn on JAX's persistent compilation cache in `directory` for every compiled program (also the
+    small ones: the experiments compile many), or off when `directory` is None (even if JAX's own
+    JAX_COMPILATION_CACHE_DIR is set). Call before anything is compiled."""
+    import jax
+
+    jax.config.update("jax_enable_compilation_cache", directory is not None)
+    if directory is None:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def run_all(argv: list[str]) -> int:
@@ -34,6 +74,9 @@ def run_all(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    cache = compile_cache_dir(disabled=NO_CACHE_FLAG in argv)
+    argv = [a for a in argv if a != NO_CACHE_FLAG]
+    enable_compile_cache(cache)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2

@@ -3,6 +3,7 @@
 - 4 fake CPU devices for the whole run (`--xla_force_host_platform_device_count=4`, set in `XLA_FLAGS`
   here, before anything imports jax: pytest imports this file first), so the sharding tests run in
   this process instead of a subprocess each. Single-device code still runs on device 0.
+- No persistent compilation cache for `python -m experiments` runs (`JAXNET_COMPILE_CACHE=0`).
 - JAX's strict dtype promotion for the whole run (`jax_numpy_dtype_promotion="strict"`): an implicit
   promotion between array dtypes (int32 with float32, bfloat16 with float32, ...) raises instead of
   silently widening, so every dtype change in the library is explicit.
@@ -14,12 +15,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 FAKE_DEVICES = 4
-if "jax" in sys.modules:  # the flag is read once, when jax starts its CPU backend
-    raise RuntimeError("tests/conftest.py must run before anything imports jax (XLA_FLAGS)")
+os.environ["JAXNET_COMPILE_CACHE"] = "0"  # `python -m experiments` runs (in-process or not) stay hermetic
+# read once, when jax starts its CPU backend (on first use, after this file has run)
 os.environ["XLA_FLAGS"] = " ".join(
     [flag for flag in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in flag]
     + [f"--xla_force_host_platform_device_count={FAKE_DEVICES}"])

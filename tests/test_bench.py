@@ -27,9 +27,9 @@ ROUNDS = 2
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    # w2 runs the same code as w1; cold start is covered by its own (slower, fresh-interpreter) test
+    # --quick runs w1, w3, w4, w5 (skipped) and devices; cold start has its own test below
     assert cli(["bench", "--quick", "--rounds", str(ROUNDS), "--no-torch", "--batch-sizes", "100",
-                "--workloads", "w1,w3,w4,w5,devices", "--out", str(out), "--no-compile-cache"]) == 0
+                "--out", str(out), "--no-compile-cache"]) == 0
     return json.loads((out / "results.json").read_text()), out
 
 

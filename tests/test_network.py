@@ -136,10 +136,10 @@ def targets_for(loss, key, batch, n_out):
     return jax.random.bernoulli(key, 0.5, (batch, n_out)).astype(jnp.float64)
 
 
-# 10 examples: each compiles three float64 programs for a new architecture (the suite's costliest
+# 8 examples: each compiles three float64 programs for a new architecture (the suite's costliest
 # test); the loss/output/activation pairs are also covered case by case in test_classification.py
 # and test_kinks_and_saturation_both_routes_agree below.
-@settings(max_examples=10)
+@settings(max_examples=8)
 @given(network_cases())
 def test_property_backprop_equals_jax_grad_and_finite_differences(case):
     loss, output, sizes, batch, activation, seed = case

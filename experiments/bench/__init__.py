@@ -43,13 +43,14 @@ from experiments.bench.workloads import QUICK, WORKLOADS, available, run_workloa
 
 NAMES = ("w1", "w2", "w3", "w4", "w5", "cold", "devices", "cache")
 DEFAULT = "w1,w2,w3,w4,w5,cold,devices"
+QUICK_DEFAULT = "w1,w3,w4,w5,devices"  # the smoke run of tests/test_bench.py (w2 is w1's code; cold is slow)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The common experiment options plus --workloads, --rounds, --torch, --batch-sizes, --networks."""
     p = parser("bench", __doc__.splitlines()[0])
-    p.add_argument("--workloads", default=DEFAULT, help=f"comma-separated subset of {','.join(NAMES)} "
-                                                        f"(default {DEFAULT})")
+    p.add_argument("--workloads", default=None, help=f"comma-separated subset of {','.join(NAMES)} "
+                                                     f"(default {DEFAULT}; {QUICK_DEFAULT} with --quick)")
     p.add_argument("--rounds", type=int, default=None, help="timed rounds per workload (default 5; 1 with --quick)")
     p.add_argument("--torch", action=argparse.BooleanOptionalAction, default=None,
                    help="include PyTorch eager (default: when it is installed)")
@@ -75,7 +76,8 @@ def load_torch(wanted: bool | None):
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    chosen = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    workloads = args.workloads or (QUICK_DEFAULT if args.quick else DEFAULT)
+    chosen = [w.strip() for w in workloads.split(",") if w.strip()]
     unknown = sorted(set(chosen) - set(NAMES))
     if unknown:
         raise ValueError(f"--workloads: unknown {unknown}; expected a subset of {list(NAMES)}")

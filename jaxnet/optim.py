@@ -28,6 +28,7 @@ import dataclasses
 import functools
 import inspect
 import numbers
+from collections.abc import Hashable
 from typing import Any, Mapping, NamedTuple
 
 import jax
@@ -320,11 +321,9 @@ class OptimizerSpec:
 
 
 def _check_static(name: str, value: Any) -> None:
-    try:
-        hash(value)
-    except TypeError:
-        raise TypeError(f"{name}: expected a number, bool, str, dtype or None, got {type(value).__name__} "
-                        f"{value!r}") from None
+    """A structural option is part of `OptimizerSpec`'s hash: reject what cannot be hashed (a list, a dict)."""
+    if not isinstance(value, Hashable):
+        raise TypeError(f"{name}: expected a number, bool, str, dtype or None, got {type(value).__name__} {value!r}")
 
 
 def optimizer(

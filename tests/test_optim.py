@@ -619,16 +619,15 @@ GRADIENT_SCALES = (1.0, 1e-3)
 
 
 def _updates(tx, grads, params, plateau):
-    """The updates of `tx` over a gradient sequence (a Python loop: unrolled under jit); the state
-    keeps its dtypes from step to step (as a scan carry must)."""
-    state, out = tx.init(params), []
-    for g in grads:
+    """The updates of `tx` over a gradient sequence, in a scan (whose carry requires the state to
+    keep its dtypes from step to step)."""
+
+    def step(state, g):
         extra = {"value": jnp.float32(1.0)} if plateau else {}  # a constant loss: the decay halves every step
-        updates, new_state = tx.update({"W": g}, state, {"W": params["W"]}, **extra)
-        assert jax.tree.map(lambda a: a.dtype, new_state) == jax.tree.map(lambda a: a.dtype, state)
-        state = new_state
-        out.append(updates["W"])
-    return jnp.stack(out)
+        updates, state = tx.update({"W": g}, state, params, **extra)
+        return state, updates["W"]
+
+    return jax.lax.scan(step, tx.init(params), grads)[1]
 
 
 def _low_precision_runs(tx, plateau):
@@ -665,7 +664,8 @@ def test_low_precision_params_follow_the_float32_run(name, book):
             assert np.all(np.isfinite(low)), (label, plateau, scale)
             # float16 updates of 1e-5 are subnormal there (absolute resolution 6e-8)
             atol = 1e-4 * LOW_LR * scale + float(jnp.finfo(dtype).smallest_subnormal)
-            np.testing.assert_allclose(low, ref, rtol=2e-2, atol=atol, err_msg=f"{label} plateau={plateau} scale={scale}")
+            np.testing.assert_allclose(low, ref, rtol=2e-2, atol=atol,
+                                       err_msg=f"{label} plateau={plateau} scale={scale}")
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16], ids=["bfloat16", "float16"])

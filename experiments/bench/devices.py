@@ -35,6 +35,8 @@ def run_devices(ensemble: Workload, data_parallel: Workload, key: jax.Array, rou
                "JAX_PLATFORMS": "cpu",
                "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                            os.environ.get("PYTHONPATH")]))}
+        if not jax.config.jax_enable_compilation_cache:  # --no-compile-cache holds for the child too
+            env["JAXNET_COMPILE_CACHE"] = "0"
         child = [sys.executable, "-m", "experiments", "bench", "--workloads", "devices", "--rounds", str(rounds),
                  "--no-torch", "--out", out, "--networks", str(ensemble.networks),
                  "--batch-sizes", ",".join(map(str, data_parallel.batch_sizes))] + (["--quick"] if quick else [])

@@ -108,7 +108,8 @@ def print_cold(cold: dict) -> None:
     print("\nCold start (fresh interpreters)")
     for modules, t in cold["import_s"].items():
         print(f"  import {modules:<14}{t['median']:>8.3f} s  ({fmt(t['min'])}-{fmt(t['max'])})")
-    print(f"  heavy modules pulled in by `import jaxnet`: {', '.join(cold['heavy_modules_imported_by_jaxnet']) or 'none'}")
+    heavy = ", ".join(cold["heavy_modules_imported_by_jaxnet"]) or "none"
+    print(f"  heavy modules pulled in by `import jaxnet`: {heavy}")
     for c, t in cold["w1_first_call_s"].items():
         events = ", ".join(f"{e} {v['median']:.3f} s" for e, v in cold["w1_compile_events_s"][c].items())
         print(f"  W1 first call, {LABELS[c]}: {t['median']:.3f} s ({fmt(t['min'])}-{fmt(t['max'])}); {events}")
@@ -182,7 +183,8 @@ def machine() -> dict:
         "python": platform.python_version(), "jax": jax.__version__, "numpy": np.__version__,
         "devices": [str(d) for d in jax.devices()], "backend": jax.default_backend(),
         "compilation_cache_dir": jax.config.jax_compilation_cache_dir,
-        "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "XLA_FLAGS", "JAX_PLATFORMS")},
+        "env": {k: os.environ.get(k)
+                for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "XLA_FLAGS", "JAX_PLATFORMS")},
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
     try:

@@ -2,15 +2,23 @@
 
 Outputs go to `runs/NAME/` in the current directory unless `--out` says otherwise; the package is
 installed with jaxnet, so this runs from any directory.
+
+The command line (never `import jaxnet`) turns on JAX's persistent compilation cache, so that a second
+run of an experiment loads its compiled programs from disk instead of compiling them again: in
+`$JAX_COMPILATION_CACHE_DIR` if set, else `$XDG_CACHE_HOME/jaxnet/jax-cache`, else
+`~/.cache/jaxnet/jax-cache`. `--no-compile-cache` (anywhere on the line) or `JAXNET_COMPILE_CACHE=0`
+turns it off. The cache is trusted code: keep it in a directory only you can write to.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Mapping
 
 from experiments import ALL, ALL_OPTIONS, EXTRA
 
@@ -20,14 +28,44 @@ def _summary(name: str) -> str:
     doc = ast.get_docstring(ast.parse((Path(__file__).parent / f"{name}.py").read_text())) or ""
     return doc.splitlines()[0].split(": ", 1)[-1] if doc else ""
 
+NO_CACHE_FLAG = "--no-compile-cache"
+CACHE_ENV = "JAXNET_COMPILE_CACHE"
+
 
 def _usage() -> str:
-    lines = ["usage: python -m experiments NAME [options] | all [--quick] [--data-dir DIR]",
+    lines = ["usage: python -m experiments NAME [options] | all [--quick] [--data-dir DIR] [--no-compile-cache]",
              "main job (all), in order:"]
-    lines += [f"  {name:<18}{_summary(name)}" for name in ALL]
-    lines += ["also runnable by name:"] + [f"  {name:<18}{_summary(name)}" for name in EXTRA]
-    lines += ["each NAME accepts --help; outputs go to runs/NAME/ in the current directory (--out DIR)"]
+    lines += [f"  {name:<22}{_summary(name)}" for name in ALL]
+    lines += ["also runnable by name:"] + [f"  {name:<22}{_summary(name)}" for name in EXTRA]
+    lines += ["each NAME accepts --help; outputs go to runs/NAME/ in the current directory (--out DIR)",
+              f"compiled programs are cached in {compile_cache_dir() or '(off)'}; {NO_CACHE_FLAG} or "
+              f"{CACHE_ENV}=0 turns the cache off, JAX_COMPILATION_CACHE_DIR moves it"]
     return "\n".join(lines)
+
+
+def compile_cache_dir(environ: Mapping[str, str] = os.environ, disabled: bool = False) -> Path | None:
+    """The persistent compilation cache directory of `python -m experiments`, or None when it is off
+    (`disabled`, i.e. --no-compile-cache, or JAXNET_COMPILE_CACHE set to 0, false, no or off)."""
+    if disabled or environ.get(CACHE_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    if environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return Path(environ["JAX_COMPILATION_CACHE_DIR"])
+    base = Path(environ["XDG_CACHE_HOME"]) if environ.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    return base / "jaxnet" / "jax-cache"
+
+
+def enable_compile_cache(directory: Path | None) -> None:
+    """Turn on JAX's persistent compilation cache in `directory` for every compiled program (also the
+    small ones: the experiments compile many), or off when `directory` is None (even if JAX's own
+    JAX_COMPILATION_CACHE_DIR is set). Call before anything is compiled."""
+    import jax
+
+    jax.config.update("jax_enable_compilation_cache", directory is not None)
+    if directory is None:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def run_all(argv: list[str]) -> int:
@@ -39,16 +77,19 @@ def run_all(argv: list[str]) -> int:
         rows.append((name, time.perf_counter() - t0, summary or {}))
     total = time.perf_counter() - start
     print("\n=== summary ===")
-    print(f"{'experiment':<16}{'seconds':>9}  headline")
+    print(f"{'experiment':<22}{'seconds':>9}  headline")
     for name, seconds, summary in rows:
         headline = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items())
-        print(f"{name:<16}{seconds:>9.1f}  {headline}")
-    print(f"{'total':<16}{total:>9.1f}")
+        print(f"{name:<22}{seconds:>9.1f}  {headline}")
+    print(f"{'total':<22}{total:>9.1f}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    cache = compile_cache_dir(disabled=NO_CACHE_FLAG in argv)
+    argv = [a for a in argv if a != NO_CACHE_FLAG]
+    enable_compile_cache(cache)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2

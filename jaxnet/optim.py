@@ -2,9 +2,11 @@
 
 `optimizer("adam", 0.01)` returns an optax transformation whose numeric hyperparameters (learning
 rate, momentum, ...) live in its *state* (`optax.inject_hyperparams`) and whose `update` function is
-shared by every instance with the same name and structure, so `fit` compiles once per network shape
-and a new learning rate (or a vmapped array of them) reuses the compiled run. A plain `optax.sgd(0.5)`
-works with `fit` too; it only recompiles for each new instance.
+an `OptimizerSpec`, a frozen dataclass equal (by value) for every instance with the same name and
+structure, so `fit` compiles once per network shape and a new learning rate (or a vmapped array of
+them) reuses the compiled run. Hyperparameters and optimizer states are kept in float32 (float64 for
+float64 params) whatever the params' dtype, so bfloat16 and float16 params train. A plain
+`optax.sgd(0.5)` works with `fit` too; it only recompiles for each new instance.
 
 The plateau decay (`plateau_decay`, or `optimizer(..., plateau=True)`) is the tutorial's rule, exactly:
 
@@ -26,6 +28,7 @@ import dataclasses
 import functools
 import inspect
 import numbers
+from collections.abc import Hashable
 from typing import Any, Mapping, NamedTuple
 
 import jax
@@ -53,14 +56,65 @@ class PlateauDecayState(NamedTuple):
     """State of `plateau_decay`.
 
     scale: the multiplier applied to the current step's update, i.e. this epoch's learning rate
-        divided by the initial one (scalar, the params' lowest float dtype).
+        divided by the initial one (scalar, float32; float64 when a params leaf is float64).
     plateau: optax's `ReduceLROnPlateauState` after seeing this step's loss; its `scale` is the
         multiplier of the *next* step, `best_value` the best loss so far, `plateau_count` the
         tutorial's `wait` counter.
+    patience: the number of non-improving steps that triggers a decay (int32 scalar; in the state, so
+        that it may differ between the members of a vmapped run).
     """
 
     scale: jax.Array
     plateau: ReduceLROnPlateauState
+    patience: jax.Array
+
+
+def state_dtype(tree: Any) -> np.dtype:
+    """The dtype of injected hyperparameters and optimizer states for params `tree`: float32, or
+    float64 when a float leaf is float64 (under `jax.enable_x64`).
+
+    Kept at least float32 whatever the params' precision: in bfloat16, Adam's b2 = 0.999 rounds to
+    1.0 (its bias correction 1 - b2^t becomes 0 and the step NaN), and in float16 the second moment
+    (1 - b2) g^2 underflows below |g| ~ 8e-3 and eps = 1e-8 underflows to 0. The update is computed in
+    this dtype and cast back to each gradient's dtype (mixed precision: float32 optimizer state).
+    """
+    wide = any(jnp.issubdtype(leaf.dtype, jnp.floating) and jnp.finfo(leaf.dtype).bits > 32
+               for leaf in jax.tree.leaves(tree) if hasattr(leaf, "dtype"))
+    return np.dtype(np.float64 if wide else np.float32)
+
+
+def _cast_floats(tree: Any, dtype) -> Any:
+    """`tree` with every floating-point leaf cast to `dtype` (other leaves as they are)."""
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+@dataclasses.dataclass(frozen=True)
+class PlateauDecay:
+    """The update function of `plateau_decay` for one (factor, accumulation_size); the patience is read
+    from the state. Compared and hashed by value, so equal settings share `fit`'s compiled run."""
+
+    factor: float
+    accumulation_size: int = 1
+
+    def _inner(self, patience) -> optax.GradientTransformationExtraArgs:
+        return reduce_on_plateau(factor=self.factor, patience=patience, rtol=EXACT_RTOL, atol=0.0,
+                                 accumulation_size=self.accumulation_size)
+
+    def init(self, params: Any, patience: int | jax.Array) -> PlateauDecayState:
+        """The state before the first step: scale 1, no best loss yet, `patience` stored (int32)."""
+        state = self._inner(patience).init(jnp.zeros((), state_dtype(params)))
+        return PlateauDecayState(scale=state.scale, plateau=state, patience=jnp.asarray(patience).astype(jnp.int32))
+
+    def __call__(self, updates, state: PlateauDecayState, params=None, *, value, **extra_args):
+        del params, extra_args
+        scale = state.plateau.scale  # decided by the losses of the earlier steps
+        # optax 0.2.8's reduce_on_plateau multiplies its int32 count with float values (an implicit
+        # promotion that jax's strict mode rejects): run it under standard promotion, keep the dtypes.
+        with jax.numpy_dtype_promotion("standard"):
+            _, plateau = self._inner(state.patience).update((), state.plateau, value=value)  # decides the next
+        plateau = optax.tree_utils.tree_cast_like(plateau, state.plateau)
+        updates = jax.tree.map(lambda g: (g.astype(scale.dtype) * scale).astype(g.dtype), updates)
+        return updates, state._replace(scale=scale, plateau=plateau)
 
 
 def plateau_decay(
@@ -90,15 +144,16 @@ def plateau_decay(
     Args:
         factor: multiplier per decay, a Python float in (0, 1); the tutorial's `decay_rate` 0.95.
         patience: number of non-improving steps that triggers a decay, an int >= 1 (100 in the
-            tutorial); may be a traced int32 scalar (e.g. under `jax.vmap`).
+            tutorial); may be a traced integer scalar (e.g. under `jax.vmap`): it is kept in the state.
         accumulation_size: number of `value`s averaged (unweighted) before each decision; 1 (the
             default) decides on every step. With minibatches `fit` passes each batch's loss, so set it
             to the number of steps per epoch to decide once per epoch on the mean batch loss.
 
     Returns:
-        An `optax.GradientTransformationExtraArgs` with state `PlateauDecayState`; `update` requires the
-        keyword argument `value` (a scalar loss). Equal arguments return the same object, so `fit`
-        does not recompile.
+        An `optax.GradientTransformationExtraArgs` with state `PlateauDecayState` (scale and best loss
+        in float32, or float64 for float64 params); `update` requires the keyword argument `value` (a
+        scalar loss). Its `update` is a `PlateauDecay`, equal for equal factor and accumulation_size
+        (whatever the patience), so `fit` does not recompile.
 
     Raises:
         ValueError: factor outside (0, 1), patience or accumulation_size below 1.
@@ -114,29 +169,8 @@ def plateau_decay(
     elif not (jnp.ndim(patience) == 0 and jnp.issubdtype(jnp.result_type(patience), jnp.integer)):
         raise TypeError(f"patience: expected an int or an integer scalar, got {patience!r}")
     check_positive("accumulation_size", accumulation_size, integer=True)
-    try:
-        return _plateau_decay(float(factor), patience, int(accumulation_size))
-    except TypeError:  # a traced patience cannot be a cache key
-        return _plateau_decay.__wrapped__(float(factor), patience, int(accumulation_size))
-
-
-@functools.lru_cache(maxsize=None)
-def _plateau_decay(factor: float, patience, accumulation_size: int) -> optax.GradientTransformationExtraArgs:
-    inner = reduce_on_plateau(factor=factor, patience=patience, rtol=EXACT_RTOL, atol=0.0,
-                              accumulation_size=accumulation_size)
-
-    def init_fn(params):
-        state = inner.init(params)
-        return PlateauDecayState(scale=state.scale, plateau=state)
-
-    def update_fn(updates, state, params=None, *, value, **extra_args):
-        del extra_args
-        scale = state.plateau.scale  # decided by the losses of the earlier steps
-        _, plateau = inner.update(updates, state.plateau, params, value=value)  # decides the next one
-        updates = jax.tree.map(lambda g: (scale * g).astype(g.dtype), updates)
-        return updates, PlateauDecayState(scale=scale, plateau=plateau)
-
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    update = PlateauDecay(float(factor), int(accumulation_size))
+    return optax.GradientTransformationExtraArgs(functools.partial(update.init, patience=patience), update)
 
 
 def _plateau_args(plateau: Any) -> dict | None:
@@ -175,7 +209,8 @@ class BookAdamEps:
     b2: float = 0.999
 
     def __call__(self, count: jax.Array) -> jax.Array:
-        return self.eps / jnp.sqrt(1.0 - self.b2 ** (count + 1))
+        t = (count + 1).astype(jnp.result_type(float))  # float32, or float64 under jax.enable_x64
+        return self.eps / jnp.sqrt(1.0 - self.b2 ** t)
 
 
 def _book_momentum(learning_rate, momentum=0.9) -> optax.GradientTransformation:
@@ -230,25 +265,65 @@ def _is_numeric(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (numbers.Number, jax.Array, np.ndarray))
 
 
-def _build(name: str, book: bool, options: dict, plateau: dict | None) -> optax.GradientTransformationExtraArgs:
-    """The optax chain for `optimizer` (options include the learning rate)."""
-    factory, _, rate_inside = (BOOK_OPTIMIZERS if book else OPTAX_OPTIMIZERS)[name]
-    tx = optax.inject_hyperparams(factory)(**options)
-    if plateau is None:
-        return tx
-    decay = plateau_decay(**plateau)
-    # The scale multiplies the rate: where the book keeps the rate inside the velocity (momentum,
-    # nesterov) it must scale the gradient before the velocity; elsewhere it scales the final step.
-    return optax.chain(decay, tx) if rate_inside else optax.chain(tx, decay)
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec:
+    """What `optimizer(...)` builds, without its numeric hyperparameter values: the update function.
+
+    Compared and hashed by value (a frozen dataclass), so equal specifications share `fit`'s compiled
+    run whatever their learning rates: the numeric hyperparameters (`numeric`, injected with
+    `optax.inject_hyperparams`) and the plateau patience live in the optimizer state. Calling it is
+    `update(updates, state, params=None, **extra_args)` of the optax transformation.
+
+    Fields: `name` and `book` as in `optimizer`; `static`, the structural options as sorted (name,
+    value) pairs (bools, None, strings, dtypes, the book's Adam epsilon schedule); `numeric`, the sorted
+    names of the hyperparameters kept in the state; `plateau`, the decay's `PlateauDecay` or None.
+
+    Precision: hyperparameters and optimizer states are float32 (float64 for float64 params, see
+    `state_dtype`) whatever the params' dtype; each update is computed in that dtype and cast back to
+    the gradient's dtype, so bfloat16 and float16 params train like float32 ones up to their rounding.
+    """
+
+    name: str
+    book: bool = False
+    static: tuple = ()
+    numeric: tuple = ("learning_rate",)
+    plateau: PlateauDecay | None = None
+
+    def transform(self, hyperparams: Mapping[str, Any], patience: Any = 1,
+                  dtype=np.float32) -> optax.GradientTransformationExtraArgs:
+        """The optax chain with these numeric hyperparameter values (stored in the state as `dtype`)."""
+        factory, _, rate_inside = (BOOK_OPTIMIZERS if self.book else OPTAX_OPTIMIZERS)[self.name]
+        tx = optax.inject_hyperparams(factory, hyperparam_dtype=dtype)(**dict(self.static), **hyperparams)
+        if self.plateau is None:
+            return tx
+        decay = optax.GradientTransformationExtraArgs(functools.partial(self.plateau.init, patience=patience),
+                                                      self.plateau)
+        # The scale multiplies the rate: where the book keeps the rate inside the velocity (momentum,
+        # nesterov) it must scale the gradient before the velocity; elsewhere it scales the final step.
+        return optax.chain(decay, tx) if rate_inside else optax.chain(tx, decay)
+
+    def init(self, params: Any, hyperparams: Mapping[str, Any], patience: Any = 1) -> Any:
+        """The state for `params` (moments in `state_dtype(params)`) holding these hyperparameters."""
+        dtype = state_dtype(params)
+        return self.transform(hyperparams, patience, dtype).init(_cast_floats(params, dtype))
+
+    def __call__(self, updates, state, params=None, **extra_args):
+        dtype = state_dtype(updates)
+        template = self.transform(dict.fromkeys(self.numeric, 0.0), dtype=dtype)  # values come from the state
+        cast = functools.partial(_cast_floats, dtype=dtype)
+        # optax 0.2.8's adam and reduce_on_plateau mix int32 step counts with floats (implicit
+        # promotions that jax's strict mode rejects): run optax under standard promotion.
+        with jax.numpy_dtype_promotion("standard"):
+            new_updates, new_state = template.update(cast(updates), state, None if params is None else cast(params),
+                                                     **extra_args)
+        tree_cast_like = optax.tree_utils.tree_cast_like
+        return tree_cast_like(new_updates, updates), tree_cast_like(new_state, state)
 
 
-@functools.lru_cache(maxsize=None)
-def _shared_update(name: str, book: bool, static_items: tuple, numeric_names: tuple, plateau_items):
-    """The `update` of a chain with these structural options; numeric ones are read from the state at
-    each step, so any instance's state works with it."""
-    template = _build(name, book, {**dict(static_items), **{k: 0.0 for k in numeric_names}},
-                      None if plateau_items is None else dict(plateau_items))
-    return template.update
+def _check_static(name: str, value: Any) -> None:
+    """A structural option is part of `OptimizerSpec`'s hash: reject what cannot be hashed (a list, a dict)."""
+    if not isinstance(value, Hashable):
+        raise TypeError(f"{name}: expected a number, bool, str, dtype or None, got {type(value).__name__} {value!r}")
 
 
 def optimizer(
@@ -298,14 +373,24 @@ def optimizer(
             Numbers are injected into the state (traced); bools, None and strings are structural and
             select the compiled update. For the book's adam, `eps` and `b2` must be Python floats.
 
+    Precision: the hyperparameters and the optimizer state (moments, plateau scale) are float32, or
+    float64 for float64 params, whatever the params' dtype; each update is computed in that dtype and
+    cast to the gradient's dtype. So bfloat16 or float16 params follow the float32 run up to their own
+    rounding (in bfloat16 Adam's b2 = 0.999 would round to 1.0 and its first step be NaN; in float16
+    Adam's eps = 1e-8 and small second moments would underflow to 0). What remains of low precision:
+    an update smaller than half a unit in the last place of a parameter (2^-9 relative in bfloat16,
+    2^-12 in float16) is rounded away when `fit` adds it to the parameter.
+
     Returns:
-        An `optax.GradientTransformationExtraArgs`; `learning_rate_of(state)` reads its effective rate
-        (lr times the plateau scale). `update` needs `value=loss` when `plateau` is set (`fit` passes it).
+        An `optax.GradientTransformationExtraArgs` whose `update` is an `OptimizerSpec`: equal names,
+        `book`, structural options and plateau factor give equal (==, same hash) updates, so `fit`
+        reuses its compiled run. `learning_rate_of(state)` reads the effective rate (lr times the
+        plateau scale). `update` needs `value=loss` when `plateau` is set (`fit` passes it).
 
     Raises:
         ValueError: unknown name (lists the valid ones), a non-positive concrete learning rate, or a
-            bad `plateau`. TypeError: a name that is not a str, or an option the optimizer does not
-            take (lists the valid ones).
+            bad `plateau`. TypeError: a name that is not a str, an option the optimizer does not
+            take (lists the valid ones), or a structural option that is not hashable (a list, a dict).
     """
     if not isinstance(name, str):
         raise TypeError(f"name: expected an optimizer name (str), got {type(name).__name__}")
@@ -320,16 +405,16 @@ def optimizer(
     options = {**defaults, **options}
     if book and name == "adam":
         options["eps"] = BookAdamEps(eps=options["eps"], b2=options["b2"])
+    hyperparams = {"learning_rate": learning_rate, **{k: v for k, v in options.items() if _is_numeric(v)}}
+    static = tuple(sorted((k, v) for k, v in options.items() if k not in hyperparams))
+    for key, value in static:
+        _check_static(key, value)
     plateau_args = _plateau_args(plateau)
-    tx = _build(name, book, {"learning_rate": learning_rate, **options}, plateau_args)
-    numeric = sorted(["learning_rate", *(k for k, v in options.items() if _is_numeric(v))])
-    static = tuple(sorted((k, v) for k, v in options.items() if k not in numeric))
-    try:
-        plateau_key = None if plateau_args is None else tuple(sorted(plateau_args.items()))
-        update = _shared_update(name, book, static, tuple(numeric), plateau_key)
-    except TypeError:  # an unhashable structural option (or a traced patience): the instance's own update
-        update = tx.update
-    return optax.GradientTransformationExtraArgs(tx.init, update)
+    decay = None if plateau_args is None else plateau_decay(**plateau_args)
+    spec = OptimizerSpec(name, book, static, tuple(sorted(hyperparams)), None if decay is None else decay.update)
+    patience = 1 if plateau_args is None else plateau_args["patience"]
+    return optax.GradientTransformationExtraArgs(
+        functools.partial(spec.init, hyperparams=hyperparams, patience=patience), spec)
 
 
 def sgd(learning_rate: float | jax.Array) -> optax.GradientTransformationExtraArgs:
@@ -346,38 +431,25 @@ def learning_rate_of(opt_state: Any, dtype=jnp.float32, *, upcoming: bool = Fals
     """The effective learning rate recorded in an optimizer state, or NaN when it holds none.
 
     The product of every injected `hyperparams["learning_rate"]` and every plateau scale found in the
-    state pytree (NamedTuples, tuples, lists and dicts are searched): for a `PlateauDecayState`, the
+    state pytree (read with `optax.tree_utils.tree_get_all_with_path`): for a `PlateauDecayState`, the
     scale applied to the step that produced the state (or, with `upcoming=True`, the scale already
-    decided for the next step); for optax's own `ReduceLROnPlateauState`, its `scale`.
-    For `fit`'s states, this is the rate of that epoch's update.
+    decided for the next step); for optax's own `ReduceLROnPlateauState` (outside a `PlateauDecayState`),
+    its `scale`. For `fit`'s states, this is the rate of that epoch's update.
 
     Returns: a scalar of `dtype` (jittable).
     """
-    rate, found = jnp.ones((), dtype), False
-    for node in _walk(opt_state):
-        hyper = getattr(node, "hyperparams", None)
-        if isinstance(hyper, dict) and "learning_rate" in hyper:
-            rate, found = rate * jnp.asarray(hyper["learning_rate"], dtype), True
-        if isinstance(node, PlateauDecayState):
-            scale = node.plateau.scale if upcoming else node.scale
-            rate, found = rate * jnp.asarray(scale, dtype), True
-        elif isinstance(node, ReduceLROnPlateauState):
-            rate, found = rate * jnp.asarray(node.scale, dtype), True
-    return rate if found else jnp.full((), jnp.nan, dtype)
+    find = optax.tree_utils.tree_get_all_with_path
+    rates = [value for _, value in find(opt_state, "learning_rate", filtering=lambda _, v: hasattr(v, "dtype"))]
+    rates += [node.plateau.scale if upcoming else node.scale for _, node in find(opt_state, "PlateauDecayState")]
+    rates += [node.scale for _, node in find(opt_state, "ReduceLROnPlateauState", filtering=_outside_plateau_decay)]
+    if not rates:
+        return jnp.full((), jnp.nan, dtype)
+    return functools.reduce(lambda a, b: a * b, [jnp.asarray(r).astype(dtype) for r in rates])
 
 
-def _walk(node: Any):
-    yield node
-    if isinstance(node, PlateauDecayState):  # its inner optax state is read through it, not again
-        return
-    if isinstance(node, dict):
-        children = node.values()
-    elif isinstance(node, (tuple, list)):
-        children = node
-    else:
-        children = ()
-    for child in children:
-        yield from _walk(child)
+def _outside_plateau_decay(path: tuple, _) -> bool:
+    """Whether a node found by `tree_get_all_with_path` is not the inner state of a `PlateauDecayState`."""
+    return not any(getattr(key, "tuple_name", None) == "PlateauDecayState" for key in path)
 
 
 def decays(history: Mapping | np.ndarray | jax.Array, final_state: Any = None) -> list[tuple[int, float]]:

@@ -1,5 +1,12 @@
 """Shared test configuration.
 
+- 4 fake CPU devices for the whole run (`--xla_force_host_platform_device_count=4`, set in `XLA_FLAGS`
+  here, before anything imports jax: pytest imports this file first), so the sharding tests run in
+  this process instead of a subprocess each. Single-device code still runs on device 0.
+- No persistent compilation cache for `python -m experiments` runs (`JAXNET_COMPILE_CACHE=0`).
+- JAX's strict dtype promotion for the whole run (`jax_numpy_dtype_promotion="strict"`): an implicit
+  promotion between array dtypes (int32 with float32, bfloat16 with float32, ...) raises instead of
+  silently widening, so every dtype change in the library is explicit.
 - hypothesis: a CI profile with a bounded number of examples and no deadline (first calls compile).
 - `x64`: a fixture that runs a test with float64 enabled (`jax.enable_x64`), as gradient checks need.
 - `REPO` and `MNIST_DIR`: the repository root and the shared MNIST files beside it (may be absent).
@@ -7,11 +14,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import jax
-import pytest
-from hypothesis import HealthCheck, Phase, settings
+FAKE_DEVICES = 4
+os.environ["JAXNET_COMPILE_CACHE"] = "0"  # `python -m experiments` runs (in-process or not) stay hermetic
+# read once, when jax starts its CPU backend (on first use, after this file has run)
+os.environ["XLA_FLAGS"] = " ".join(
+    [flag for flag in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in flag]
+    + [f"--xla_force_host_platform_device_count={FAKE_DEVICES}"])
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, Phase, settings  # noqa: E402
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 settings.register_profile(
     "jaxnet",

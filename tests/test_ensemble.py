@@ -2,16 +2,11 @@
 
 Independent references: a plain `fit` per member (and `net.init(keys[i])` for the init), a
 hand-computed SGD run on f(w) = w^2 (field case J2), and, for sharding, the same computation on one
-device. Tests that need 4 devices run in a subprocess that fakes them on the CPU
-(`XLA_FLAGS=--xla_force_host_platform_device_count=4`), so this process keeps its single default
-device for the rest of the suite.
+device. The sharding tests use the 4 fake CPU devices that tests/conftest.py gives the whole run
+(`XLA_FLAGS=--xla_force_host_platform_device_count=4`); unsharded work stays on device 0.
 """
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -24,12 +19,12 @@ from jaxnet import optim
 from jaxnet.ensemble import device_mesh, fit_data_parallel, fit_ensemble, member
 from jaxnet.train import fit
 
-from conftest import MNIST_DIR, REPO
+from conftest import MNIST_DIR
 
 XOR_X = jnp.array([[0, 0], [0, 1], [1, 0], [1, 1]], jnp.float32)
 XOR_Y = jnp.array([[0], [1], [1], [0]], jnp.float32)
 FOUR = 4
-needs_four_devices = pytest.mark.skipif(jax.device_count() < FOUR, reason="runs in the 4-device subprocess")
+needs_four_devices = pytest.mark.skipif(jax.device_count() < FOUR, reason="needs the 4 devices of conftest.py")
 
 
 def max_diff(a, b) -> float:
@@ -231,7 +226,7 @@ def test_data_parallel_on_one_device_equals_fit():
 
 
 # ---------------------------------------------------------------------------------------------
-# Four devices (run in a subprocess by the test below)
+# Four devices
 # ---------------------------------------------------------------------------------------------
 
 
@@ -280,15 +275,3 @@ def test_four_devices_data_parallel_mnist_equals_one_device():
     assert len(got_p[0]["W"].devices()) == FOUR and got_p[0]["W"].sharding.is_fully_replicated
     assert len(want_p[0]["W"].devices()) == 1
     assert max_diff(got_p, want_p) <= 1e-5 and max_diff(got_h, want_h) <= 1e-5
-
-
-@pytest.mark.skipif(jax.device_count() >= FOUR, reason="this process already has 4 devices")
-def test_four_fake_cpu_devices_in_a_subprocess():
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={FOUR}", "JAX_PLATFORMS": "cpu",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-s",
-           f"{REPO / 'tests' / 'test_ensemble.py'}", "-k", "four_devices and not subprocess"]
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
-    report = done.stdout[-4000:] + done.stderr[-2000:]
-    assert done.returncode == 0, report
-    assert "2 passed" in done.stdout, report

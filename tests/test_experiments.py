@@ -3,11 +3,18 @@ PNG figures, and reports numbers that are checked against what the experiment cl
 
 import importlib
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
+from conftest import MNIST_DIR, REPO
 from experiments import ALL
+from experiments.__main__ import compile_cache_dir
 from experiments.__main__ import main as cli
 
 CORE = ["activations", "xor", "binary"]
@@ -46,3 +53,82 @@ def test_cli_lists_and_rejects(capsys):
     assert "xor" in capsys.readouterr().out
     assert cli(["nonexistent"]) == 2
     assert set(CORE) <= set(ALL)
+
+
+# The rest of the main job: each runs its --quick mode (with fewer seeds where the experiment takes
+# --seeds), writes metrics.json and its figures, and its summary numbers are recomputed here from the
+# per-run values it reports.
+REST = ["xor_sweep", "seeds", "lr_decay", "optimizers", "digits", "breast_cancer", "mnist"]
+EXTRA_ARGS = {"xor_sweep": ["--seeds", "2"], "seeds": ["--seeds", "4"], "mnist": ["--data-dir", str(MNIST_DIR)]}
+
+
+def _check_classification(metrics):
+    accuracy = np.asarray(metrics["test_accuracy"])
+    assert metrics["test_accuracy_mean"] == pytest.approx(accuracy.mean(), rel=1e-6)
+    confusion = np.asarray(metrics["confusion_first_seed"])
+    assert confusion.sum() == metrics["n_test"]
+    assert np.trace(confusion) / metrics["n_test"] == pytest.approx(accuracy[0], abs=1e-6)
+    assert accuracy.min() > 0.5  # far above chance (0.1 or 0.5) even after a few epochs
+
+
+@pytest.mark.parametrize("name", REST)
+def test_every_experiment_of_the_main_job_runs_quick(name, tmp_path):
+    assert set(REST) | set(CORE) == set(ALL)
+    if name == "mnist" and not any(MNIST_DIR.glob("t10k-images-idx3-ubyte*")):
+        pytest.skip(f"no MNIST files in {MNIST_DIR}")
+    # digits trains with optax.adamw itself, whose bias correction (optax 0.2.8) mixes an int32 count
+    # with floats, which the test run's strict dtype promotion rejects
+    promotion = jax.numpy_dtype_promotion("standard" if name == "digits" else "strict")
+    with promotion:
+        importlib.import_module(f"experiments.{name}").main(["--quick", "--out", str(tmp_path),
+                                                             *EXTRA_ARGS.get(name, [])])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    pngs = list(tmp_path.glob("*.png"))
+    assert pngs and all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
+    if name == "xor_sweep":
+        rates = np.asarray([metrics["success_rate"][h] for h in ("2", "3", "4", "8")])
+        assert metrics["networks"] == 2 * rates.size and np.all((rates * 2) % 1 == 0)  # 2 seeds per cell
+    elif name == "seeds":
+        accuracy = np.asarray(metrics["test_accuracy"])
+        assert accuracy.shape == (4,) and metrics["test_accuracy_stats"]["mean"] == pytest.approx(accuracy.mean())
+        assert metrics["test_accuracy_stats"]["worst_seed"] == int(np.argmin(accuracy))
+    elif name == "lr_decay":  # each decay multiplies the rate by the factor (the tutorial's rule)
+        decays = metrics["xor"]["decays_init0_epoch_and_rate"]
+        assert len(decays) == metrics["xor"]["decays_plateau"][0] > 0
+        np.testing.assert_allclose([rate for _, rate in decays],
+                                   metrics["learning_rate"] * metrics["factor"] ** np.arange(1, len(decays) + 1),
+                                   rtol=1e-5)
+        assert all(b - a >= metrics["patience"] for (a, _), (b, _) in zip(decays, decays[1:]))
+    elif name == "optimizers":  # the minimum of x^2 / 20 + y^2 is the origin
+        for optimizer, point in metrics["final_point"].items():
+            assert metrics["final_distance_to_minimum"][optimizer] == pytest.approx(np.hypot(*point), rel=1e-6)
+    else:
+        _check_classification(metrics)
+
+
+def test_compile_cache_location_and_opt_out(tmp_path):
+    home = {"XDG_CACHE_HOME": str(tmp_path)}
+    assert compile_cache_dir(home) == tmp_path / "jaxnet" / "jax-cache"
+    assert compile_cache_dir({**home, "JAX_COMPILATION_CACHE_DIR": "/elsewhere"}) == Path("/elsewhere")
+    for off in ("0", "off", "False"):
+        assert compile_cache_dir({**home, "JAXNET_COMPILE_CACHE": off}) is None
+    assert compile_cache_dir(home, disabled=True) is None
+
+
+def test_the_command_line_fills_the_compile_cache(tmp_path):
+    cache = tmp_path / "cache"
+    env = {k: v for k, v in os.environ.items() if k != "JAXNET_COMPILE_CACHE"}
+    env.update(JAX_COMPILATION_CACHE_DIR=str(cache), PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "experiments", "activations", "--quick", "--out", str(tmp_path / "out")]
+    subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True, timeout=300)
+    assert len(list(cache.iterdir())) > 0
+
+
+def test_no_compile_cache_turns_off_jax_s_own_cache_too():
+    # off even where JAX_COMPILATION_CACHE_DIR (read by jax itself) is set
+    before = jax.config.jax_enable_compilation_cache
+    try:
+        assert cli(["--no-compile-cache", "--help"]) == 0
+        assert jax.config.jax_enable_compilation_cache is False
+    finally:
+        jax.config.update("jax_enable_compilation_cache", before)

@@ -136,21 +136,29 @@ def targets_for(loss, key, batch, n_out):
     return jax.random.bernoulli(key, 0.5, (batch, n_out)).astype(jnp.float64)
 
 
-@settings(max_examples=20)
+# 8 examples: each compiles three float64 programs for a new architecture (the suite's costliest
+# test); the loss/output/activation pairs are also covered case by case in test_classification.py
+# and test_kinks_and_saturation_both_routes_agree below.
+@settings(max_examples=8)
 @given(network_cases())
 def test_property_backprop_equals_jax_grad_and_finite_differences(case):
     loss, output, sizes, batch, activation, seed = case
     with jax.enable_x64(True):
         net = mlp(sizes, activation=activation, output_activation=output, dtype=jnp.float64)
-        k_init, k_x, k_y = jax.random.split(jax.random.key(seed), 3)
-        _, params = net.init(k_init)
-        # random biases too: with zero biases, dead ReLU rows put the next pre-activation exactly on
-        # the kink, where finite differences straddle it (test_kinks_... covers those points)
-        leaves, tree = jax.tree.flatten(params)
-        keys = jax.random.split(k_init, len(leaves))
-        params = jax.tree.unflatten(tree, [p + 0.1 * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys)])
-        x = jax.random.normal(k_x, (batch, sizes[0]), jnp.float64)
-        y = targets_for(loss, k_y, batch, sizes[-1])
+
+        def case_inputs(key):  # one compiled program per example instead of one per eager op and shape
+            k_init, k_x, k_y = jax.random.split(key, 3)
+            _, params = net.init(k_init)
+            # random biases too: with zero biases, dead ReLU rows put the next pre-activation exactly on
+            # the kink, where finite differences straddle it (test_kinks_... covers those points)
+            leaves, tree = jax.tree.flatten(params)
+            keys = jax.random.split(k_init, len(leaves))
+            params = jax.tree.unflatten(tree, [p + 0.1 * jax.random.normal(k, p.shape, p.dtype)
+                                               for p, k in zip(leaves, keys)])
+            x = jax.random.normal(k_x, (batch, sizes[0]), jnp.float64)
+            return params, x, targets_for(loss, k_y, batch, sizes[-1])
+
+        params, x, y = jax.jit(case_inputs)(jax.random.key(seed))
         report = gradcheck(net, params, x, y, loss, max_fd_coords=512)
         assert report.passed, f"{sizes} {activation}->{output} {loss} batch {batch}\n{report}"
 

@@ -25,7 +25,10 @@ from experiments import ALL, ALL_OPTIONS, EXTRA
 
 def _summary(name: str) -> str:
     """The first line of an experiment's docstring, read without importing it."""
-    doc = ast.get_docstring(ast.parse((Path(__file__).parent / f"{name}.py").read_text())) or ""
+    module = Path(__file__).parent / f"{name}.py"
+    if not module.exists():  # a package, e.g. bench/
+        module = Path(__file__).parent / name / "__init__.py"
+    doc = ast.get_docstring(ast.parse(module.read_text())) or ""
     return doc.splitlines()[0].split(": ", 1)[-1] if doc else ""
 
 NO_CACHE_FLAG = "--no-compile-cache"

@@ -78,12 +78,9 @@ def lax_epoch(optimizer, batch_size: int):
 
 def fit_shuffle_key(key: jax.Array) -> jax.Array:
     """The key with which a one-epoch `jaxnet.fit(..., key=key)` permutes its examples, so that the lax
-    contender trains on the same batches (fit's key streams: `jaxnet.train.epoch_keys` where it exists,
-    else `split(key, epochs)`)."""
-    try:
-        from jaxnet.train import epoch_keys
-    except ImportError:
-        return jax.random.split(key, 1)[0]
+    contender trains on the same batches (fit's shuffle stream, `jaxnet.train.epoch_keys`)."""
+    from jaxnet.train import epoch_keys
+
     return epoch_keys(key, 1)[0][0]
 
 
@@ -115,7 +112,7 @@ def w5_contenders(x: np.ndarray | None = None, y: np.ndarray | None = None, *, b
     def jaxnet_run() -> float:
         out = jaxnet.fit(net, params, xj, yj, loss=LOSS, optimizer=optimizer, epochs=1, batch_size=batch_size,
                          key=key)
-        history = jax.block_until_ready(out)[-1]  # (params, history) now; FitResult's last field is history
+        history = jax.block_until_ready(out).history
         return float(history["loss"][0])
 
     lax_optimizer = optax.adam(LEARNING_RATE)

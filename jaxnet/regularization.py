@@ -26,6 +26,8 @@ longer runs against numpy transcriptions of Adam with L2 and of AdamW.
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any
 
 import jax
@@ -108,5 +110,37 @@ def adamw(
     _check_net(net)
     check_positive("learning_rate", learning_rate)
     check_positive("weight_decay", weight_decay, allow_zero=True)
-    return optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
-        learning_rate=learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=net.decay_mask)
+    update = _AdamWUpdate(_DecayMask(net), float(b1), float(b2), float(eps))
+    return optax.GradientTransformationExtraArgs(update.transform(learning_rate, weight_decay).init, update)
+
+
+@dataclasses.dataclass(frozen=True)
+class _DecayMask:
+    """`net.decay_mask` as a value: equal networks give equal masks (a bound method compares by identity)."""
+
+    net: Network
+
+    def __call__(self, params: Any) -> Any:
+        return self.net.decay_mask(params)
+
+
+@dataclasses.dataclass(frozen=True)
+class _AdamWUpdate:
+    """`adamw`'s update, compared by value, so that `fit` (which takes it as a static argument) compiles
+    once for equal settings whatever the learning rate and weight decay (they are read from the state)."""
+
+    mask: _DecayMask
+    b1: float
+    b2: float
+    eps: float
+
+    def transform(self, learning_rate: Any, weight_decay: Any) -> optax.GradientTransformationExtraArgs:
+        return optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
+            learning_rate=learning_rate, b1=self.b1, b2=self.b2, eps=self.eps, weight_decay=weight_decay,
+            mask=self.mask)
+
+    def __call__(self, updates, state, params=None, **extra_args):
+        # optax 0.2.8's bias correction mixes its int32 step count with floats, which jax's strict
+        # promotion mode rejects: run it under standard promotion (the dtypes stay those of the params)
+        with jax.numpy_dtype_promotion("standard"):
+            return self.transform(0.0, 0.0).update(updates, state, params)

@@ -325,7 +325,8 @@ def test_conv_layers_under_vmap_and_jit():
 # ---------------------------------------------------------------------------------------------- experiment
 
 
-def test_w5_contenders_train_the_same_epoch():
+@jax.numpy_dtype_promotion("standard")  # the lax.conv contender uses optax.adam, whose bias correction
+def test_w5_contenders_train_the_same_epoch():  # mixes an int32 count with floats (rejected by strict mode)
     """One epoch from the same params: jaxnet's im2col layers with hand backward inside `fit` and the
     lax.conv network with jax.grad see the same batches and give the same mean loss; the book's numpy
     loop (random batches with replacement) starts from the same params."""

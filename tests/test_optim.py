@@ -665,8 +665,8 @@ def test_fit_trains_low_precision_params_with_adam(dtype):
     net = mlp([2, 4, 1], activation="sigmoid", dtype=dtype)
     _, params = net.init(jax.random.key(0))
     x, y = data.xor()
-    _, history = fit(net, params, x.astype(dtype), y.astype(dtype), loss="mse",
-                     optimizer=optim.optimizer("adam", 0.05), epochs=300)
+    history = fit(net, params, x.astype(dtype), y.astype(dtype), loss="mse",
+                  optimizer=optim.optimizer("adam", 0.05), epochs=300).history
     losses = np.asarray(history["loss"].astype(jnp.float32))
     assert int(history["diverged_epoch"]) == -1 and np.all(np.isfinite(losses))
     assert losses[-1] < 0.1 * losses[0]

@@ -180,8 +180,9 @@ def available(w: Workload) -> bool:
 
 def epoch_batches(key: jax.Array, n: int, batch_size: int) -> jax.Array:
     """The minibatch indices (steps, batch_size) of one epoch as `jaxnet.fit` draws them: a permutation
-    from the epoch's key (`jax.random.split(key, epochs)[epoch]`), full batches only (every workload
-    here divides evenly)."""
+    from the epoch's shuffle key (`jax.random.split(jax.random.fold_in(key, 0), epochs)[epoch]`, the
+    derivation `jaxnet.train.epoch_keys` documents), full batches only (every workload here divides
+    evenly)."""
     perm = jax.random.permutation(key, n)
     steps = n // batch_size
     return perm[: steps * batch_size].reshape(steps, batch_size)
@@ -204,7 +205,7 @@ def plain_trainer(w: Workload, batch_size: int | None) -> Callable:
             params, losses = jax.lax.scan(lambda p, i: step(p, x[i], y[i]), params, batches)
             return params, jnp.mean(losses)
 
-        return jax.lax.scan(epoch, params, jax.random.split(key, w.epochs))
+        return jax.lax.scan(epoch, params, jax.random.split(jax.random.fold_in(key, 0), w.epochs))
 
     return train
 

@@ -105,7 +105,7 @@ class PlateauDecay:
         state = self._inner(patience).init(jnp.zeros((), state_dtype(params)))
         return PlateauDecayState(scale=state.scale, plateau=state, patience=jnp.asarray(patience).astype(jnp.int32))
 
-    def __call__(self, updates, state: PlateauDecayState, params=None, *, value, **extra_args):
+    def __call__(self, updates, state: PlateauDecayState, params=None, *, value, epoch_end=True, **extra_args):
         del params, extra_args
         scale = state.plateau.scale  # decided by the losses of the earlier steps
         # optax 0.2.8's reduce_on_plateau multiplies its int32 count with float values (an implicit
@@ -113,6 +113,8 @@ class PlateauDecay:
         with jax.numpy_dtype_promotion("standard"):
             _, plateau = self._inner(state.patience).update((), state.plateau, value=value)  # decides the next
         plateau = optax.tree_utils.tree_cast_like(plateau, state.plateau)
+        if epoch_end is not True:  # fit's minibatch steps: only the epoch's last step decides
+            plateau = optax.tree_utils.tree_where(jnp.asarray(epoch_end), plateau, state.plateau)
         updates = jax.tree.map(lambda g: (g.astype(scale.dtype) * scale).astype(g.dtype), updates)
         return updates, state._replace(scale=scale, plateau=plateau)
 
@@ -139,20 +141,22 @@ def plateau_decay(
     losses computed by XLA, as in `fit`, are never subnormal there.
 
     Chain it after an optimizer (`optax.chain(optax.sgd(lr), plateau_decay())`) or use
-    `optimizer(name, lr, plateau=True)`; `fit` passes each epoch's loss as `value=`.
+    `optimizer(name, lr, plateau=True)`. Once per epoch: `fit` passes `value=` and `epoch_end=`, and
+    only the epoch's last step decides, on the epoch's mean training loss (the loss `history["loss"]`
+    records), whatever the batch size; with full batches every step is an epoch's last. Called
+    directly without `epoch_end`, every update decides.
 
     Args:
         factor: multiplier per decay, a Python float in (0, 1); the tutorial's `decay_rate` 0.95.
         patience: number of non-improving steps that triggers a decay, an int >= 1 (100 in the
             tutorial); may be a traced integer scalar (e.g. under `jax.vmap`): it is kept in the state.
-        accumulation_size: number of `value`s averaged (unweighted) before each decision; 1 (the
-            default) decides on every step. With minibatches `fit` passes each batch's loss, so set it
-            to the number of steps per epoch to decide once per epoch on the mean batch loss.
+        accumulation_size: number of decisions' `value`s averaged (unweighted) before each decision; 1
+            (the default) decides on every value it is given (in `fit`, once per epoch).
 
     Returns:
         An `optax.GradientTransformationExtraArgs` with state `PlateauDecayState` (scale and best loss
         in float32, or float64 for float64 params); `update` requires the keyword argument `value` (a
-        scalar loss). Its `update` is a `PlateauDecay`, equal for equal factor and accumulation_size
+        scalar loss) and takes `epoch_end=` (a bool, default True: decide now). Its `update` is a `PlateauDecay`, equal for equal factor and accumulation_size
         (whatever the patience), so `fit` does not recompile.
 
     Raises:

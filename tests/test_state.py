@@ -253,3 +253,26 @@ def test_gradcheck_with_weight_decay_checks_the_regularised_loss(x64):
         return value + jaxnet.network.l2_penalty(net, params, weight_decay), grads
 
     assert not jaxnet.gradcheck(net, params, x, y, "mse", grad=forgets_decay_gradient, **kw).passed
+
+
+def test_plateau_decay_decides_once_per_epoch_with_minibatches():
+    """With minibatches the decay decides on each epoch's mean loss, not on every batch: replaying the
+    tutorial's rule (plain Python, strict `<`, patience 2, factor 0.5) on the recorded epoch losses
+    gives the recorded rates. Zero updates keep the params, so the epoch mean never improves after the
+    first epoch, while batch losses differ from batch to batch (a per-step rule would decay at random)."""
+    x, y = blobs(40)
+    net = jaxnet.mlp([2, 4, 1])
+    _, params = net.init(jax.random.key(0))
+    tx = optax.chain(optax.set_to_zero(), jaxnet.optim.plateau_decay(0.5, 2))
+    history = fit(net, params, x, y, loss="mse", optimizer=tx, epochs=9, batch_size=8, key=jax.random.key(1)).history
+    best, wait, scale, expected = float("inf"), 0, 1.0, []
+    for loss in np.asarray(history["loss"], np.float64):
+        expected.append(scale)  # the rate this epoch's updates used, decided by the earlier epochs
+        if loss < best:
+            best, wait = loss, 0
+        else:
+            wait += 1
+            if wait == 2:
+                scale, wait = scale * 0.5, 0
+    np.testing.assert_allclose(history["learning_rate"], expected, rtol=1e-6)
+    assert expected[-1] < 1.0

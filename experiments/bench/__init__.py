@@ -10,7 +10,7 @@ Workloads (float32, data in `workloads.WORKLOADS`; `--quick` shrinks them to a s
   epoch (XLA's memory analysis) for jaxnet and the plain loop.
 - w4: 1024 XOR networks (w1 each) in one call (`fit_ensemble`; the plain loop is `jax.vmap`ped);
   numpy trains 4 of them one after another and its time is extrapolated linearly.
-- w5: the CNN slot (skipped until `workloads.MODELS` has a "cnn" model).
+- w5: the book's SimpleConvNet, one epoch: jaxnet's im2col layers vs lax.conv + jax.grad vs the book's numpy.
 - cold: `import jaxnet` against `import jax, optax`, and W1's first call (trace + compile + run) of
   `fit` against the plain loop's, in fresh interpreters without the compilation cache.
 - devices: W4 sharded over 4 devices against 1, and W3 (its first batch size) with
@@ -39,7 +39,7 @@ import jax
 
 from experiments._common import _jsonable, parser, write_metrics
 from experiments.bench import devices, probes, report
-from experiments.bench.workloads import QUICK, WORKLOADS, available, run_workload
+from experiments.bench.workloads import QUICK, WORKLOADS, available, run_w5, run_workload
 
 NAMES = ("w1", "w2", "w3", "w4", "w5", "cold", "devices", "cache")
 DEFAULT = "w1,w2,w3,w4,w5,cold,devices"
@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> dict:
             report.print_cache(results[name])
         elif name == "devices":
             results[name] = devices.run_devices(sizes["w4"], sizes["w3"], k, rounds, args.quick)
+            report.print_workload(results[name])
+        elif name == "w5":
+            results[name] = run_w5(sizes[name], rounds)
             report.print_workload(results[name])
         elif not available(sizes[name]):
             print(f"  skipped: no {sizes[name].model!r} model yet (experiments/bench/workloads.py MODELS)")

@@ -46,6 +46,8 @@ def targets_for(batch_sizes: tuple[int, ...]) -> list[Target]:
     for b in batch_sizes:
         rows.append(Target(f"W3 b{b} epoch temporaries / dataset (no copy of the data)",
                            ("w3", "memory", f"b{b}", "temp_over_dataset"), "<=", 0.5))
+    rows += [Target("W5 jaxnet im2col speed-up over the book's numpy", ("w5", "ratios", "speedup_vs_numpy"), ">=", 5),
+             Target("W5 jaxnet im2col / lax.conv + jax.grad", ("w5", "ratios", "backprop_over_lax_conv"), "<=", 1.5)]
     rows += [Target("W1 first call: fit / plain JAX loop", ("cold", "w1_first_call_ratio"), "<=", 1.3),
              Target("import jaxnet / import jax, optax", ("cold", "import_ratio"), "<=", 1.2)]
     return rows
@@ -98,6 +100,11 @@ def print_workload(result: dict) -> None:
     for name, r in result["ratios"].items():
         print(f"  {name:<36}{r['median']:>10.3g}{fmt(r['min']) + '-' + fmt(r['max']):>20}")
     for batch, m in result.get("memory", {}).items():
+        if "dataset_bytes" not in m:  # W5: one training step per contender
+            print(f"  compiled memory of one training step: " + "; ".join(
+                f"{who} peak {v.get('peak', float('nan')) / 1e6:.1f} MB (temporaries {v.get('temp', float('nan')) / 1e6:.1f} MB)"
+                for who, v in m.items()))
+            continue
         print(f"  compiled memory of one epoch, {batch}: data {m['dataset_bytes'] / 1e6:.1f} MB; "
               + "; ".join(f"{who} temporaries {m[who]['temp'] / 1e6:.1f} MB, total {m[who]['total'] / 1e6:.1f} MB"
                           for who in ("jaxnet", "plain")))

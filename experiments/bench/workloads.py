@@ -60,16 +60,16 @@ WORKLOADS = {
                    "softmax_cross_entropy", 0.1, batch_sizes=(100, 1000)),
     "w4": Workload("w4", "XOR networks (W1 each) from one seed each, in one call", "mlp", (2, 4, 1), "sigmoid",
                    "sigmoid", "xor", 4, "mse", 1.0, epochs=5000, networks=1024, numpy_networks=4),
-    # The CNN slot: runs once MODELS has a "cnn" entry (and DATASETS its images); skipped until then.
-    "w5": Workload("w5", "CNN on MNIST-shaped images, one epoch of shuffled minibatch SGD", "cnn", (),
-                   "relu", "identity", "mnist_images", 60_000, "softmax_cross_entropy", 0.1, batch_sizes=(100,)),
+    # The book's SimpleConvNet: its contenders come from experiments/cnn_w5.py (run_w5 below).
+    "w5": Workload("w5", "SimpleConvNet on MNIST-shaped images, one epoch of shuffled minibatch Adam", "cnn", (),
+                   "relu", "identity", "mnist_images", 10_000, "softmax_cross_entropy", 1e-3, batch_sizes=(100,)),
 }
 QUICK = {  # the `--quick` smoke sizes
     "w1": WORKLOADS["w1"]._replace(epochs=50),
     "w2": WORKLOADS["w2"]._replace(n=64, epochs=20),
     "w3": WORKLOADS["w3"]._replace(n=2_000),
     "w4": WORKLOADS["w4"]._replace(epochs=50, networks=16, numpy_networks=1),
-    "w5": WORKLOADS["w5"]._replace(n=2_000),
+    "w5": WORKLOADS["w5"]._replace(n=200),
 }
 
 # Ratios reported for each batch size (suffix): label -> (numerator contender, denominator contender).
@@ -171,8 +171,8 @@ DATASETS = {
 
 
 def available(w: Workload) -> bool:
-    """Whether the workload's model and data exist (the CNN slot waits for its model)."""
-    return w.model in MODELS and w.dataset in DATASETS
+    """Whether the workload's model and data exist here (W5's come from experiments/cnn_w5.py)."""
+    return w.name == "w5" or (w.model in MODELS and w.dataset in DATASETS)
 
 
 # ------------------------------------------------------------------------------------ the plain loop
@@ -374,6 +374,25 @@ def run_workload(w: Workload, key: jax.Array, rounds: int, torch=None) -> dict:
     if memories:
         result["memory"] = memories
     return result
+
+
+W5_PAIRS = {"speedup_vs_numpy": ("numpy", "backprop"), "backprop_over_lax_conv": ("backprop", "lax.conv")}
+
+
+def run_w5(w: Workload, rounds: int) -> dict:
+    """W5: one epoch of SimpleConvNet at batch 100 for jaxnet's im2col layers (hand backward, in `fit`),
+    the same network with `lax.conv` and `jax.grad`, and the book's numpy im2col code; plus the compiled
+    memory of one training step of the two JAX contenders."""
+    from experiments import cnn_w5
+
+    batch = w.batch_sizes[0]
+    runs = cnn_w5.w5_contenders(*cnn_w5.mnist_shaped(w.n), batch_size=batch)
+    contenders = [Contender("backprop", runs["jaxnet im2col"]), Contender("lax.conv", runs["lax.conv + jax.grad"]),
+                  Contender("numpy", runs["numpy (book)"], threads=blas_threads)]
+    times, losses, threads = race(contenders, rounds)
+    return {"title": f"W5 {w.title} (n={w.n}, batch {batch})", "workload": w._asdict(),
+            "times_s": {name: stats(t) for name, t in times.items()}, "final_loss": losses, "threads": threads,
+            "ratios": ratios(times, W5_PAIRS), "memory": {"step": cnn_w5.w5_step_memory(batch)}}
 
 
 def first_call_run(contender: str, epochs: int) -> Callable[[], float]:

@@ -8,8 +8,6 @@ plain jnp code, the reference values of issue 10 (computed by hand), and statist
 """
 
 import functools
-import re
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +17,6 @@ import pytest
 import jaxnet
 from jaxnet import BatchNorm, Dense, Dropout, Relu, mlp, serial
 
-REPO = Path(__file__).resolve().parents[1]
 X_REF = np.array([[1.0, 2.0], [3.0, 6.0], [5.0, 10.0], [7.0, 14.0]])
 
 
@@ -323,21 +320,3 @@ def test_an_equal_rebuilt_network_does_not_retrace():
     assert len(traces) == 1
     run(build(0.25), params, net.init_state(), x, key)
     assert len(traces) == 2
-
-
-# ------------------------------------------------------------------ docs/layers.md runs as written
-
-
-def python_blocks(path):
-    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.DOTALL)
-
-
-def test_write_your_own_layer_document_runs(capsys):
-    blocks = python_blocks(REPO / "docs" / "layers.md")
-    assert len(blocks) >= 3
-    namespace = {"__name__": "layers_md"}
-    with jax.numpy_dtype_promotion("standard"):  # the document trains with optax.adam, whose bias correction
-        for block in blocks:                      # mixes an int32 count with floats (rejected by strict mode)
-            exec(compile(block, "docs/layers.md", "exec"), namespace)  # noqa: S102 - the project's own document
-    out = capsys.readouterr().out
-    assert out.count("PASSED") >= 3 and "FAILED" in out  # the document shows a wrong backward failing

@@ -42,8 +42,12 @@ def test_writes_results_metrics_and_chart(run):
     assert (out / "ratios.png").read_bytes()[:4] == b"\x89PNG"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["targets"] == len(results["targets"]) > 0
-    assert set(results) >= {"machine", "config", "w1", "w3", "w4", "devices", "targets"}
-    assert "w5" not in results  # the CNN slot is skipped until its model exists
+    assert set(results) >= {"machine", "config", "w1", "w3", "w4", "w5", "devices", "targets"}
+    w5 = results["w5"]  # jaxnet's im2col CNN and the lax.conv one train the same epoch: equal losses
+    assert set(w5["times_s"]) == {"backprop", "lax.conv", "numpy"}
+    assert w5["final_loss"]["backprop"] == pytest.approx(w5["final_loss"]["lax.conv"], rel=1e-4)
+    np.testing.assert_allclose(w5["ratios"]["speedup_vs_numpy"]["values"],
+                               np.asarray(w5["times_s"]["numpy"]["values"]) / w5["times_s"]["backprop"]["values"])
     assert results["config"]["rounds"] == ROUNDS and results["machine"]["devices"]
 
 

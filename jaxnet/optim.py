@@ -463,7 +463,7 @@ def decays(history: Mapping | np.ndarray | jax.Array, final_state: Any = None) -
     `new_rate` is the rate used from the next epoch on. They are read from the recorded rates
     (`history["learning_rate"]`, the rate of each epoch's update): a drop between epochs t and t + 1
     is reported as (t, rate[t + 1]). A decay decided by the last epoch's loss is used by no recorded
-    update; pass `final_state` (`fit(..., return_opt_state=True)`) to report it too.
+    update; pass `final_state` (`fit(...).opt_state`) to report it too.
 
     Args:
         history: `fit`'s history dict, or the 1-D array of per-epoch rates.

@@ -8,6 +8,16 @@ run of an experiment loads its compiled programs from disk instead of compiling 
 `$JAX_COMPILATION_CACHE_DIR` if set, else `$XDG_CACHE_HOME/jaxnet/jax-cache`, else
 `~/.cache/jaxnet/jax-cache`. `--no-compile-cache` (anywhere on the line) or `JAXNET_COMPILE_CACHE=0`
 turns it off. The cache is trusted code: keep it in a directory only you can write to.
+
+It also runs XLA's CPU backend without its intra-op thread pool (`--xla_cpu_multi_thread_eigen=false`
+added to `XLA_FLAGS`, before JAX starts its backend). With the pool, XLA executes a compiled loop body
+of more than a handful of kernels by handing the kernels to the pool's threads; for the tutorial's tiny
+networks each kernel takes well under a microsecond, so the hand-offs cost more than the work (the XOR
+run of `bench`: about 2.6 microseconds per epoch with the pool, 0.9 without). Large matrix products
+(MNIST, the CNN) go through XLA's YNNPACK kernels and measured the same either way on the 2-core
+machine (docs/benchmarks.md). `--xla-cpu-threads` (anywhere on the line) or `JAXNET_XLA_CPU_THREADS=1`
+keeps XLA's default; an `XLA_FLAGS` that already sets `xla_cpu_multi_thread_eigen` is left alone.
+`import jaxnet` never changes either setting.
 """
 
 from __future__ import annotations
@@ -33,16 +43,22 @@ def _summary(name: str) -> str:
 
 NO_CACHE_FLAG = "--no-compile-cache"
 CACHE_ENV = "JAXNET_COMPILE_CACHE"
+THREADS_FLAG = "--xla-cpu-threads"
+THREADS_ENV = "JAXNET_XLA_CPU_THREADS"
+SINGLE_THREAD_XLA_FLAG = "--xla_cpu_multi_thread_eigen=false"
 
 
 def _usage() -> str:
-    lines = ["usage: python -m experiments NAME [options] | all [--quick] [--data-dir DIR] [--no-compile-cache]",
+    lines = ["usage: python -m experiments NAME [options] | all [--quick] [--data-dir DIR] [--no-compile-cache] "
+             "[--xla-cpu-threads]",
              "main job (all), in order:"]
     lines += [f"  {name:<22}{_summary(name)}" for name in ALL]
     lines += ["also runnable by name:"] + [f"  {name:<22}{_summary(name)}" for name in EXTRA]
     lines += ["each NAME accepts --help; outputs go to runs/NAME/ in the current directory (--out DIR)",
               f"compiled programs are cached in {compile_cache_dir() or '(off)'}; {NO_CACHE_FLAG} or "
-              f"{CACHE_ENV}=0 turns the cache off, JAX_COMPILATION_CACHE_DIR moves it"]
+              f"{CACHE_ENV}=0 turns the cache off, JAX_COMPILATION_CACHE_DIR moves it",
+              f"XLA's CPU thread pool is off ({SINGLE_THREAD_XLA_FLAG}, fastest for small networks); "
+              f"{THREADS_FLAG} or {THREADS_ENV}=1 keeps it"]
     return "\n".join(lines)
 
 
@@ -71,6 +87,17 @@ def enable_compile_cache(directory: Path | None) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+def xla_flags(environ: Mapping[str, str] = os.environ, threads: bool = False) -> str:
+    """`XLA_FLAGS` for `python -m experiments`: the environment's, plus `--xla_cpu_multi_thread_eigen=false`
+    unless `threads` (--xla-cpu-threads), JAXNET_XLA_CPU_THREADS is set to 1/true/yes/on, or the
+    environment's XLA_FLAGS already set that option."""
+    flags = environ.get("XLA_FLAGS", "")
+    keep_threads = threads or environ.get(THREADS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    if keep_threads or "xla_cpu_multi_thread_eigen" in flags:
+        return flags
+    return f"{flags} {SINGLE_THREAD_XLA_FLAG}".strip()
+
+
 def run_all(argv: list[str]) -> int:
     rows, start = [], time.perf_counter()
     for name in ALL:
@@ -91,7 +118,9 @@ def run_all(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     cache = compile_cache_dir(disabled=NO_CACHE_FLAG in argv)
-    argv = [a for a in argv if a != NO_CACHE_FLAG]
+    # read by JAX when it starts its CPU backend, i.e. at the first computation, after this line
+    os.environ["XLA_FLAGS"] = xla_flags(threads=THREADS_FLAG in argv)
+    argv = [a for a in argv if a not in (NO_CACHE_FLAG, THREADS_FLAG)]
     enable_compile_cache(cache)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())

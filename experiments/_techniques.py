@@ -254,7 +254,7 @@ def _bar(label: str | None, total: int):
 
 
 def divergence_line(diverged_round: np.ndarray, labels: Sequence[str], name: str) -> str | None:
-    """One line naming the members whose run met a non-finite step (fit then keeps the last finite params)."""
+    """One line naming the members whose run met a non-finite epoch (fit then keeps the params from before it)."""
     bad = [f"{labels[i]} (round {int(r)})" for i, r in enumerate(np.asarray(diverged_round)) if r >= 0]
     if not bad:
         return None

@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
         params, opt_state, history = train_epoch(net, params, opt_state, x_train, y_train, optimizer,
                                                  jax.random.fold_in(shuffle_key, epoch), validation)
         records.append(jax.device_get(history))
-        if records[-1]["diverged_epoch"] >= 0:  # fit kept the last finite params; stop here
+        if records[-1]["diverged_epoch"] >= 0:  # fit kept the params from before the diverging epoch; stop here
             diverged_at = epoch
             break
     history = {k: np.concatenate([r[k] for r in records]) for k in ("loss", "val_loss", "val_accuracy")}

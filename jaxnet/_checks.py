@@ -95,13 +95,24 @@ def check_finite(name: str, arr: Any) -> None:
 
 
 def all_finite(tree: Any) -> jax.Array:
-    """True (a bool scalar) when every entry of every leaf of `tree` is finite; traceable.
+    """True (a bool scalar) when every entry of every floating leaf of `tree` is finite; traceable.
 
-    `sum(leaf * 0)` is NaN exactly when a leaf holds a NaN or an infinity, and 0 otherwise (it cannot
-    overflow): one fused multiply-add reduction per leaf instead of an isfinite, an all and a stack
-    (measured 5x faster than an eager isfinite + all on 60,000 x 784, and ~15% of an MNIST-sized (784-100-10, batch 100) training step
-    as `fit`'s divergence guard)."""
-    return jnp.isfinite(sum(jnp.sum(leaf * 0) for leaf in jax.tree.leaves(tree)))
+    `sum(leaves * 0)` is NaN exactly when a leaf holds a NaN or an infinity, and 0 otherwise (it
+    cannot overflow). The leaves of each dtype are concatenated into one reduction, which XLA fuses
+    with the concatenation: one kernel per dtype rather than one per leaf, which matters to `fit`'s
+    divergence guard on small networks, whose epochs are a few dozen tiny kernels. Integer and bool
+    leaves are always finite.
+    """
+    groups: dict[Any, list] = {}
+    for leaf in jax.tree.leaves(tree):
+        leaf = jnp.asarray(leaf)
+        if jnp.issubdtype(leaf.dtype, jnp.inexact):
+            groups.setdefault(leaf.dtype, []).append(leaf.reshape(-1))
+    finite = jnp.ones((), bool)
+    for leaves in groups.values():
+        flat = leaves[0] if len(leaves) == 1 else jnp.concatenate(leaves)
+        finite = finite & jnp.isfinite(jnp.sum(flat * 0))
+    return finite
 
 
 _all_finite = jax.jit(all_finite)

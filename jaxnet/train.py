@@ -114,9 +114,12 @@ def fit(
     Randomness: `key` feeds two independent streams (`epoch_keys`): the shuffles and the per-step
     keys given to the network (Dropout masks). The same key gives the same run bitwise.
 
-    Divergence: a step whose loss or updated params are not finite is not applied, and training stops
-    there: the returned params are the last finite ones, `history["diverged_epoch"]` is that epoch
-    (-1 if training never diverged) and later entries of `history["loss"]` are NaN.
+    Divergence: an epoch whose loss (with minibatches: the mean of its batch losses) or final params
+    are not finite is not applied, and training stops there: the returned params, state and
+    optimizer state are those from before that epoch (with full batches, the last finite step's),
+    `history["diverged_epoch"]` is that epoch (-1 if training never diverged) and later entries of
+    `history["loss"]` are NaN. The check runs once per epoch, not per minibatch step, so it costs
+    one reduction over the params per epoch.
 
     `fit` is a pure function of its array arguments: it works under `jax.jit` (data passed or
     captured), `jax.vmap` (over keys, learning rates, initial params) and sharding.
@@ -232,50 +235,54 @@ def _run(params, state, opt_state, x, y, key, val, weight_decay, *, net, loss_fn
     def step(carry, batch):
         """One update on (xb, yb). `total` accumulates the epoch's sample-weighted loss; at the
         epoch's last step the optimizer sees the epoch mean."""
-        params, state, opt_state, stopped, total = carry
+        params, state, opt_state, total = carry
         xb, yb, step_key, last = batch
         loss, grads = grad_fn(net, params, xb, yb, loss_fn, state=state, key=step_key, train=True,
                               weight_decay=weight_decay)
         if tutorial_scaling:
             grads = jax.tree.map(lambda g: g / xb.shape[0], grads)
-        total = total + jnp.where(stopped, jnp.nan, loss) * xb.shape[0]
+        total = loss if batch_size is None else total + loss * xb.shape[0]
         if extra_args:
             value = jnp.where(last, total / n, loss) if batch_size is not None else loss
-            updates, new_opt_state = update(grads, opt_state, params, value=value, epoch_end=last)
+            updates, opt_state = update(grads, opt_state, params, value=value, epoch_end=last)
         else:
-            updates, new_opt_state = update(grads, opt_state, params)
-        new_params = optax.apply_updates(params, updates)
-        new_state = net.update_state(params, state, xb, key=step_key)
-        ok = ~stopped & jnp.isfinite(loss) & all_finite(new_params)
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
-        carry = (keep(new_params, params), keep(new_state, state), keep(new_opt_state, opt_state), ~ok, total)
-        return carry, jnp.where(stopped, jnp.nan, loss)
+            updates, opt_state = update(grads, opt_state, params)
+        state = net.update_state(params, state, xb, key=step_key)
+        return (optax.apply_updates(params, updates), state, opt_state, total), None
 
     def epoch(carry, keys):
+        """One epoch, guarded: if its loss or its final params are not finite, it is not applied and
+        training stops (the carry keeps the epoch's starting values). `stopped_epochs` counts the
+        epochs not applied; once one is, all later ones are not either."""
         shuffle_key, dropout_key = keys
-        params, state, opt_state, stopped = carry
-        carry = (params, state, opt_state, stopped, jnp.zeros((), x.dtype))
+        stopped_epochs, old = carry[0], carry[1:]
+        stopped = stopped_epochs > 0
+        new = (*old, jnp.zeros((), x.dtype))
         if batch_size is None:
             step_key = None if dropout_key is None else jax.random.fold_in(dropout_key, 0)
-            carry, loss = step(carry, (x, y, step_key, jnp.ones((), bool)))
+            new, _ = step(new, (x, y, step_key, jnp.ones((), bool)))
+            loss = new[-1]
         else:
-            carry, loss = _minibatch_epoch(step, carry, x, y, shuffle_key, dropout_key, batch_size)
-        params, state, opt_state, stopped, _ = carry
-        record = {"loss": loss, "learning_rate": learning_rate_of(opt_state, loss.dtype), "stopped": stopped}
+            new, loss = _minibatch_epoch(step, new, x, y, shuffle_key, dropout_key, batch_size)
+        ok = ~stopped & jnp.isfinite(loss) & all_finite(new[0])
+        params, state, opt_state = optax.tree_utils.tree_where(ok, new[:3], old)
+        # one record vector per epoch: one store per epoch in the scan, split after it
+        record = [jnp.where(stopped, jnp.nan, loss), learning_rate_of(opt_state, loss.dtype)]
         if val is not None:
             out = net.apply(params, val[0], state=state)
-            record["val_loss"] = loss_fn.value(out, val[1])
-            record["val_accuracy"] = metrics.accuracy(out, val[1], from_logits=loss_fn.from_logits)
-        return (params, state, opt_state, stopped), record
+            record += [loss_fn.value(out, val[1]).astype(loss.dtype),
+                       metrics.accuracy(out, val[1], from_logits=loss_fn.from_logits).astype(loss.dtype)]
+        return (stopped_epochs + (~ok).astype(jnp.int32), params, state, opt_state), jnp.stack(record)
 
-    init = (params, state, opt_state, jnp.zeros((), bool))
+    init = (jnp.zeros((), jnp.int32), params, state, opt_state)
     if key is None:  # full batch without randomness: nothing to draw
         scanned, xs = (lambda c, _: epoch(c, (None, None))), None
     else:
         scanned, xs = epoch, epoch_keys(key, epochs)
-    (params, state, opt_state, _), history = jax.lax.scan(scanned, init, xs, length=epochs)
-    stopped = history.pop("stopped")
-    history["diverged_epoch"] = jnp.where(jnp.any(stopped), jnp.argmax(stopped), -1).astype(jnp.int32)
+    (stopped_epochs, params, state, opt_state), records = jax.lax.scan(scanned, init, xs, length=epochs)
+    history = {name: records[:, i] for i, name in enumerate(("loss", "learning_rate", "val_loss", "val_accuracy")[
+        :records.shape[1]])}
+    history["diverged_epoch"] = jnp.where(stopped_epochs > 0, epochs - stopped_epochs, -1)
     return params, state, opt_state, history
 
 
@@ -369,7 +376,7 @@ def divergence_warning(history: Mapping, label: str = "training") -> str | None:
     Returns:
         None when 'diverged_epoch' is -1 everywhere; otherwise e.g. "warning: xor diverged at epoch
         12 of 50 (non-finite loss or params): training stopped there, the returned params are the
-        last finite ones and the later losses are NaN", or for stacked runs "warning: xor: 3 of 100
+        ones from before that epoch and the later losses are NaN", or for stacked runs "warning: xor: 3 of 100
         runs diverged (runs [4, 17, 60], first at epoch 2) ...".
 
     Raises:
@@ -383,7 +390,7 @@ def divergence_warning(history: Mapping, label: str = "training") -> str | None:
     if diverged.size == 0:
         return None
     of = f" of {n_epochs}" if n_epochs is not None else ""
-    tail = ("training stopped there, the returned params are the last finite ones and the later losses "
+    tail = ("training stopped there, the returned params are those from before that epoch and the later losses "
             "are NaN; lower the learning rate")
     if np.ndim(history["diverged_epoch"]) == 0:
         return f"warning: {label} diverged at epoch {int(epochs[0])}{of} (non-finite loss or params): {tail}"

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import MNIST_DIR, REPO
 from experiments import ALL
-from experiments.__main__ import compile_cache_dir
+from experiments.__main__ import compile_cache_dir, xla_flags
 from experiments.__main__ import main as cli
 
 CORE = ["activations", "xor", "binary"]
@@ -123,6 +123,18 @@ def test_compile_cache_location_and_opt_out(tmp_path):
     for off in ("0", "off", "False"):
         assert compile_cache_dir({**home, "JAXNET_COMPILE_CACHE": off}) is None
     assert compile_cache_dir(home, disabled=True) is None
+
+
+def test_xla_cpu_thread_pool_flag_and_opt_outs():
+    single = "--xla_cpu_multi_thread_eigen=false"
+    assert xla_flags({}) == single
+    assert xla_flags({"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}) == \
+        f"--xla_force_host_platform_device_count=4 {single}"
+    assert xla_flags({}, threads=True) == ""
+    for on in ("1", "true", "ON"):
+        assert xla_flags({"JAXNET_XLA_CPU_THREADS": on, "XLA_FLAGS": "--a=1"}) == "--a=1"
+    mine = "--xla_cpu_multi_thread_eigen=true"  # the user's own setting is never overridden
+    assert xla_flags({"XLA_FLAGS": mine}) == mine
 
 
 def test_the_command_line_fills_the_compile_cache(tmp_path):

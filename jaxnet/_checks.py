@@ -76,6 +76,11 @@ def check_ndim(name: str, arr: Any, ndim: int | Iterable[int] | None) -> None:
         raise ValueError(f"{name}: expected a {want}-D array, got shape {tuple(arr.shape)} ({arr.ndim}-D)")
 
 
+# Arrays up to this many entries are checked with numpy on the host: a compiled check costs a
+# compilation (~20 ms) per new shape, numpy ~1 ns per entry, and a small array's copy is negligible.
+_HOST_CHECK_SIZE = 1 << 16
+
+
 def check_finite(name: str, arr: Any) -> None:
     """Raise ValueError when a concrete floating array holds NaN or infinity, naming the first bad index.
 
@@ -83,10 +88,15 @@ def check_finite(name: str, arr: Any) -> None:
     """
     if not _inspectable(arr) or not jnp.issubdtype(jnp.result_type(arr), jnp.inexact):
         return
-    with jax.ensure_compile_time_eval():  # concrete values stay concrete inside a user's jit trace
-        if bool(_all_finite(arr)):
+    if np.size(arr) <= _HOST_CHECK_SIZE:  # small: read on the host, nothing to compile
+        finite = np.isfinite(np.asarray(arr))
+        if finite.all():
             return
-        finite = jnp.isfinite(arr)
+    else:
+        with jax.ensure_compile_time_eval():  # concrete values stay concrete inside a user's jit trace
+            if bool(_all_finite(arr)):
+                return
+            finite = jnp.isfinite(arr)
     if not bool(jnp.all(finite)):
         bad = np.argwhere(~np.asarray(finite))
         where = f", the first at index {tuple(int(i) for i in bad[0])}" if np.ndim(arr) else ""

@@ -266,13 +266,19 @@ def _run(params, state, opt_state, x, y, key, val, weight_decay, *, net, loss_fn
             new, loss = _minibatch_epoch(step, new, x, y, shuffle_key, dropout_key, batch_size)
         ok = ~stopped & jnp.isfinite(loss) & all_finite(new[0])
         params, state, opt_state = optax.tree_utils.tree_where(ok, new[:3], old)
-        # one record vector per epoch: one store per epoch in the scan, split after it
-        record = [jnp.where(stopped, jnp.nan, loss), learning_rate_of(opt_state, loss.dtype)]
+        record = {"loss": jnp.where(stopped, jnp.nan, loss), "learning_rate": learning_rate_of(opt_state, loss.dtype)}
         if val is not None:
             out = net.apply(params, val[0], state=state)
-            record += [loss_fn.value(out, val[1]).astype(loss.dtype),
-                       metrics.accuracy(out, val[1], from_logits=loss_fn.from_logits).astype(loss.dtype)]
-        return (stopped_epochs + (~ok).astype(jnp.int32), params, state, opt_state), jnp.stack(record)
+            record["val_loss"] = loss_fn.value(out, val[1])
+            record["val_accuracy"] = metrics.accuracy(out, val[1], from_logits=loss_fn.from_logits)
+        # one record vector per epoch (one store per epoch in the scan, split after it), in a dtype
+        # that holds each record exactly
+        dtypes.update({name: value.dtype for name, value in record.items()})
+        wide = jnp.float64 if jnp.dtype(jnp.float64) in dtypes.values() else jnp.float32
+        records = jnp.stack([value.astype(wide) for value in record.values()])
+        return (stopped_epochs + (~ok).astype(jnp.int32), params, state, opt_state), records
+
+    dtypes = {}  # each record's dtype, filled in while `epoch` is traced
 
     init = (jnp.zeros((), jnp.int32), params, state, opt_state)
     if key is None:  # full batch without randomness: nothing to draw
@@ -280,8 +286,7 @@ def _run(params, state, opt_state, x, y, key, val, weight_decay, *, net, loss_fn
     else:
         scanned, xs = epoch, epoch_keys(key, epochs)
     (stopped_epochs, params, state, opt_state), records = jax.lax.scan(scanned, init, xs, length=epochs)
-    history = {name: records[:, i] for i, name in enumerate(("loss", "learning_rate", "val_loss", "val_accuracy")[
-        :records.shape[1]])}
+    history = {name: records[:, i].astype(dtype) for i, (name, dtype) in enumerate(dtypes.items())}
     history["diverged_epoch"] = jnp.where(stopped_epochs > 0, epochs - stopped_epochs, -1)
     return params, state, opt_state, history
 

@@ -180,3 +180,23 @@ def test_bad_data_names_itself():
         fit(net, params, x.astype(jnp.int32), y, loss="mse", optimizer=optim.sgd(0.1), epochs=3)
     with pytest.raises(ValueError, match="y"):
         fit(net, params, x, y[:3], loss="mse", optimizer=optim.sgd(0.1), epochs=3)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
+def test_history_keeps_each_record_s_dtype(dtype):
+    """fit stores its per-epoch records in one wide vector; each comes back in its own dtype: the
+    loss and the learning rate in the params' dtype, validation loss and accuracy as `evaluate` gives
+    them; and the values equal `evaluate` on the returned params."""
+    net = mlp([2, 3, 2], "relu", "identity", dtype=dtype)
+    _, params = net.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (8, 2)).astype(dtype)
+    y = jnp.array([0, 1] * 4)
+    result = fit(net, params, x, y, loss="softmax_cross_entropy", optimizer="sgd",
+                 hyperparams={"learning_rate": 0.1}, epochs=3, validation_data=(x, y))
+    expected = jaxnet.evaluate(net, result.params, x, y, "softmax_cross_entropy")
+    history = result.history
+    assert history["loss"].dtype == history["learning_rate"].dtype == dtype
+    assert history["val_loss"].dtype == expected["loss"].dtype
+    assert history["val_accuracy"].dtype == expected["accuracy"].dtype
+    assert float(history["val_loss"][-1]) == float(expected["loss"])
+    assert float(history["val_accuracy"][-1]) == float(expected["accuracy"])

@@ -210,7 +210,8 @@ class Conv2D(Layer):
     (`conv_output_size`; it must divide exactly), likewise OW. One example needs a batch axis: x[None].
 
     Forward: `cols = im2col(x)` (N OH OW, C FH FW); `y = cols @ W.reshape(filters, -1).T + b`,
-    reshaped to (N, filters, OH, OW).
+    reshaped to (N, filters, OH, OW). (It is computed as its transpose `W.reshape(filters, -1) @ cols.T`,
+    (filters, N OH OW), so that the channels-first output needs no transposing copy; same sums.)
     Backward, with dy reshaped to `dY` (N OH OW, filters): `dW = (dY^T cols).reshape(W.shape)`,
     `db = sum over rows of dY`, `dx = col2im(dY @ W.reshape(filters, -1))`.
 
@@ -275,20 +276,24 @@ class Conv2D(Layer):
         del state, key, train
         W = params["W"]
         check_images(self, x, W.shape[1])
-        n = x.shape[0]
+        n, fn = x.shape[0], W.shape[0]
         oh, ow = _out_hw(x.shape, *self.kernel_size, self.stride, self.padding)
-        y = self._cols(x) @ W.reshape(W.shape[0], -1).T + params["b"]
-        return y.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
+        # the book's y = cols @ W.reshape(FN, -1).T + b, computed transposed, (FN, N OH OW): each filter's
+        # output maps come out contiguous, so that the channels-first result (and the pooling reading
+        # it) needs no transposing copy of the large output
+        y_t = W.reshape(fn, -1) @ self._cols(x).T + params["b"][:, None]
+        return y_t.reshape(fn, n, oh, ow).transpose(1, 0, 2, 3)
 
     def backward(self, params, x, y, dy, *, state=None, key=None, train=False):
         del y, state, key, train
         W = params["W"]
         check_images(self, x, W.shape[1])
-        dY = dy.transpose(0, 2, 3, 1).reshape(-1, W.shape[0])
-        dW = (dY.T @ self._cols(x)).reshape(W.shape)
-        dcols = dY @ W.reshape(W.shape[0], -1)
+        # dY^T (FN, N OH OW), the layout of apply's product: dW = dY^T cols is then a plain matmul
+        dY_t = dy.transpose(1, 0, 2, 3).reshape(W.shape[0], -1)
+        dW = (dY_t @ self._cols(x)).reshape(W.shape)
+        dcols = dY_t.T @ W.reshape(W.shape[0], -1)
         dx = col2im(dcols, x.shape, *self.kernel_size, self.stride, self.padding)
-        return {"W": dW, "b": jnp.sum(dY, axis=0)}, dx
+        return {"W": dW, "b": jnp.sum(dY_t, axis=1)}, dx
 
 
 def image_shape(layer: Layer, input_shape: Any) -> tuple[int, int, int]:

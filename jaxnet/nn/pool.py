@@ -44,17 +44,21 @@ class _Pool2D(Layer):
         return (c, *output_hw(self, (c, h, w), *self.pool_size, self.stride, 0)), {}
 
     def _windows(self, x):
-        """x (N, C, H, W) -> (N, OH, OW, C, ph * pw): each row one pooling window (row-major inside)."""
+        """x (N, C, H, W) -> (N, C, OH, OW, ph * pw): the pooling windows (row-major inside).
+
+        Each channel is pooled on its own, so the N C channels go through `im2col` as N C one-channel
+        images: its rows come out channel-first, in the order of the output (N, C, OH, OW)."""
         check_images(self, x)
         n, c, h, w = x.shape
         oh, ow = output_hw(self, (c, h, w), *self.pool_size, self.stride, 0)
         ph, pw = self.pool_size
-        return im2col(x, ph, pw, self.stride).reshape(n, oh, ow, c, ph * pw)
+        return im2col(x.reshape(n * c, 1, h, w), ph, pw, self.stride).reshape(n, c, oh, ow, ph * pw)
 
     def _to_x(self, x, dwindows):
-        """The adjoint of `_windows`: (N, OH, OW, C, ph * pw) -> (N, C, H, W)."""
-        return col2im(dwindows.reshape(-1, dwindows.shape[3] * dwindows.shape[4]), x.shape, *self.pool_size,
-                      self.stride)
+        """The adjoint of `_windows`: (N, C, OH, OW, ph * pw) -> (N, C, H, W)."""
+        n, c, h, w = x.shape
+        dcols = dwindows.reshape(-1, dwindows.shape[-1])
+        return col2im(dcols, (n * c, 1, h, w), *self.pool_size, self.stride).reshape(x.shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,13 +87,13 @@ class MaxPool2D(_Pool2D):
 
     def apply(self, params, x, *, state=None, key=None, train=False):
         del params, state, key, train
-        return jnp.max(self._windows(x), axis=-1).transpose(0, 3, 1, 2)
+        return jnp.max(self._windows(x), axis=-1)
 
     def backward(self, params, x, y, dy, *, state=None, key=None, train=False):
         del params, y, state, key, train
         windows = self._windows(x)
         first_max = jax.nn.one_hot(jnp.argmax(windows, axis=-1), windows.shape[-1], dtype=dy.dtype)
-        return {}, self._to_x(x, first_max * dy.transpose(0, 2, 3, 1)[..., None])
+        return {}, self._to_x(x, first_max * dy[..., None])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,12 +107,12 @@ class AvgPool2D(_Pool2D):
 
     def apply(self, params, x, *, state=None, key=None, train=False):
         del params, state, key, train
-        return jnp.mean(self._windows(x), axis=-1).transpose(0, 3, 1, 2)
+        return jnp.mean(self._windows(x), axis=-1)
 
     def backward(self, params, x, y, dy, *, state=None, key=None, train=False):
         del params, y, state, key, train
         ph, pw = self.pool_size
-        share = dy.transpose(0, 2, 3, 1)[..., None] / (ph * pw)
+        share = dy[..., None] / (ph * pw)
         return {}, self._to_x(x, jnp.broadcast_to(share, share.shape[:-1] + (ph * pw,)))
 
 

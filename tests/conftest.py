@@ -11,6 +11,7 @@
   silently widening, so every dtype change in the library is explicit.
 - hypothesis: a CI profile with a bounded number of examples and no deadline (first calls compile).
 - `x64`: a fixture that runs a test with float64 enabled (`jax.enable_x64`), as gradient checks need.
+- Under xdist (`-n 2`), work-stealing scheduling instead of `load` (`pytest_xdist_make_scheduler`).
 - `REPO` and `MNIST_DIR`: the repository root and the shared MNIST files beside it (may be absent).
 """
 
@@ -64,3 +65,16 @@ MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
 def x64():
     with jax.enable_x64(True):
         yield
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`-n 2` without `--dist` (the README's command) schedules by work stealing: each worker starts on
+    one contiguous half of the tests and an idle worker takes the back half of the other's queue, so a
+    few long tests cannot leave one worker waiting at the end (xdist's default `load` scheduling
+    queues tests on a worker that another, idle worker cannot take). Any other `--dist` is kept."""
+    if config.getvalue("dist") == "load":
+        from xdist.scheduler import WorkStealingScheduling
+
+        return WorkStealingScheduling(config, log)
+    return None

@@ -28,17 +28,12 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def server(tmp_path, monkeypatch):
-    """Serve tmp_path/www over HTTP on 127.0.0.1 with four mirrors: good/ (the shared files), corrupt/
-    (one pixel changed, re-compressed: valid gzip, wrong content), truncated/ (half of each .gz, as a
-    complete response) and short/ (the connection drops after half of the announced bytes).
-    Yields (base URL, list of requested paths)."""
-    for var in ("no_proxy", "NO_PROXY"):
-        monkeypatch.setenv(var, "*")
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    www = tmp_path / "www"
+@pytest.fixture(scope="module")
+def www(tmp_path_factory):
+    """The served folder, built once per module (re-compressing the images takes seconds): good/ (the
+    shared files), corrupt/ (one pixel changed, re-compressed: valid gzip, wrong content) and
+    truncated/ (half of each .gz). No test writes to it."""
+    www = tmp_path_factory.mktemp("www")
     for mirror in ("good", "corrupt", "truncated"):
         (www / mirror).mkdir(parents=True)
     for name in T10K:
@@ -48,6 +43,18 @@ def server(tmp_path, monkeypatch):
         content[-1] ^= 0xFF
         (www / "corrupt" / f"{name}.gz").write_bytes(gzip.compress(bytes(content)))
         (www / "truncated" / f"{name}.gz").write_bytes(raw[: len(raw) // 2])
+    return www
+
+
+@pytest.fixture
+def server(www, monkeypatch):
+    """Serve `www` over HTTP on 127.0.0.1 with four mirrors: its good/, corrupt/ and truncated/, and
+    short/ (the connection drops after half of the announced bytes).
+    Yields (base URL, list of requested paths)."""
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(var, "*")
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
     requests = []
 
     class Handler(QuietHandler):
@@ -65,7 +72,7 @@ def server(tmp_path, monkeypatch):
             super().do_GET()
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(www)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     watchdog = threading.Timer(60, httpd.shutdown)
     watchdog.daemon = True
@@ -108,7 +115,7 @@ def test_fallback_to_the_next_mirror(server, tmp_path):
     assert requests == [f"/{m}/{n}.gz" for n in T10K for m in order]
 
 
-def test_checksum_error_names_url_and_digests_and_leaves_nothing(server, tmp_path):
+def test_checksum_error_names_url_and_digests_and_leaves_nothing(server, www, tmp_path):
     base, _ = server
     folder = tmp_path / "cache"
     with pytest.raises(dl.DownloadError) as info:
@@ -121,7 +128,7 @@ def test_checksum_error_names_url_and_digests_and_leaves_nothing(server, tmp_pat
     assert f"{base}truncated/{T10K[0]}.gz: truncated or corrupt gzip" in message
     assert list(folder.iterdir()) == []  # no partial or temporary file
     # caller-supplied digests: the corrupted copy is accepted when its own MD5 is given
-    corrupt = gzip.decompress((tmp_path / "www" / "corrupt" / f"{T10K[0]}.gz").read_bytes())
+    corrupt = gzip.decompress((www / "corrupt" / f"{T10K[0]}.gz").read_bytes())
     dl.download("mnist", folder, files=T10K[:1], mirrors=[base + "corrupt/"], progress=False,
                 md5={T10K[0]: hashlib.md5(corrupt).hexdigest()})
     assert [p.name for p in folder.iterdir()] == [f"{T10K[0]}.gz"]

@@ -19,7 +19,8 @@ Workloads (float32, data in `workloads.WORKLOADS`; `--quick` shrinks them to a s
   compilation cache off, cold (empty) and warm.
 
 Method (`harness.race`): every contender runs once untimed (compilation, caches); then each round runs
-every contender once, in an order rotated from round to round; each ratio is taken inside a round,
+every contender once, in a new seeded random order (0.3 s pause after numpy and PyTorch, whose thread
+pools spin); each ratio is taken inside a round,
 and the tables give the median and the min-max over rounds. Final losses are printed side by side:
 contenders that run the same SGD on the same batches agree.
 

@@ -1,6 +1,7 @@
 """The one timing harness of the benchmark: every contender of a workload runs once untimed (compilation,
-caches), then `rounds` rounds each run every contender once, in an order rotated from round to round,
-so that each ratio is taken inside a round, between runs seconds apart. The machine may be shared and
+caches), then `rounds` rounds each run every contender once, in a fresh (seeded) random order each round
+(no contender always follows the same other), with a short pause after numpy and PyTorch that lets
+their thread pools go idle; each ratio is taken inside a round, between runs seconds apart. The machine may be shared and
 noisy: these side-by-side ratios, summarised by their median over rounds, are the figures that count.
 """
 
@@ -38,6 +39,13 @@ class Race(NamedTuple):
     threads: dict[str, int | str]
 
 
+# Seconds to wait after a contender with its own thread pool (numpy's BLAS, PyTorch): long enough for
+# the pool's spin-waiting worker threads (OpenBLAS spins ~0.1 s after a call) to go to sleep, so that
+# they do not take CPU from the next contender. Without it, on the 2-core machine, the contender that
+# ran right after numpy was up to 20% slower (W3 at batch 1000).
+SETTLE_S = 0.3
+
+
 def _timed(run: Callable[[], float], limit: contextlib.AbstractContextManager) -> float:
     with limit:  # entering the thread limit is not timed
         start = time.perf_counter()
@@ -46,7 +54,7 @@ def _timed(run: Callable[[], float], limit: contextlib.AbstractContextManager) -
 
 
 def race(contenders: list[Contender], rounds: int) -> Race:
-    """Warm every contender up once, then time `rounds` rounds, rotating the order each round.
+    """Warm every contender up once, then time `rounds` rounds, each in a new random order (seeded).
 
     A contender with a `threads` limiter (numpy's BLAS, PyTorch) is also timed once with its default
     pool and once with one thread after the warm-up, and races with the faster setting: on small
@@ -62,12 +70,16 @@ def race(contenders: list[Contender], rounds: int) -> Race:
             losses[c.name] = c.run()
         trial = {n: _timed(c.run, c.threads(n)) for n in (None, 1)}
         chosen[c.name] = min(trial, key=trial.get)
+        time.sleep(SETTLE_S)
     times: dict[str, list[float]] = {c.name: [] for c in contenders}
-    for r in range(rounds):
-        k = r % len(contenders)
-        for c in contenders[k:] + contenders[:k]:
+    order = np.random.default_rng(0)  # a fixed seed: the same orders in every run
+    for _ in range(rounds):
+        for i in order.permutation(len(contenders)):
+            c = contenders[i]
             limit = c.threads(chosen[c.name]) if c.threads else contextlib.nullcontext()
             times[c.name].append(_timed(c.run, limit) * c.scale)
+            if c.threads is not None:
+                time.sleep(SETTLE_S)
     return Race(times, losses, {name: "default" if n is None else n for name, n in chosen.items()})
 
 

@@ -40,6 +40,7 @@ import jax
 
 from experiments._common import _jsonable, parser, write_metrics
 from experiments.bench import devices, probes, report
+from experiments.bench.harness import SETTLE_S
 from experiments.bench.workloads import QUICK, WORKLOADS, available, run_w5, run_workload
 
 NAMES = ("w1", "w2", "w3", "w4", "w5", "cold", "devices", "cache")
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         raise ValueError(f"--workloads: unknown {unknown}; expected a subset of {list(NAMES)}")
     rounds = args.rounds or (1 if args.quick else 5)
+    settle = 0.0 if args.quick else SETTLE_S  # a smoke run's times mean nothing
     if rounds < 1:
         raise ValueError(f"--rounds: expected a positive number, got {rounds}")
     sizes = dict(QUICK if args.quick else WORKLOADS)
@@ -112,12 +114,12 @@ def main(argv: list[str] | None = None) -> dict:
             results[name] = devices.run_devices(sizes["w4"], sizes["w3"], k, rounds, args.quick)
             report.print_workload(results[name])
         elif name == "w5":
-            results[name] = run_w5(sizes[name], rounds)
+            results[name] = run_w5(sizes[name], rounds, settle=settle)
             report.print_workload(results[name])
         elif not available(sizes[name]):
             print(f"  skipped: no {sizes[name].model!r} model yet (experiments/bench/workloads.py MODELS)")
         else:
-            results[name] = run_workload(sizes[name], k, rounds, torch)
+            results[name] = run_workload(sizes[name], k, rounds, torch, settle=settle)
             report.print_workload(results[name])
     results["targets"] = report.evaluate(results, report.targets_for(sizes["w3"].batch_sizes))
     results["machine"]["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None

@@ -53,13 +53,14 @@ def _timed(run: Callable[[], float], limit: contextlib.AbstractContextManager) -
         return time.perf_counter() - start
 
 
-def race(contenders: list[Contender], rounds: int) -> Race:
+def race(contenders: list[Contender], rounds: int, settle: float = SETTLE_S) -> Race:
     """Warm every contender up once, then time `rounds` rounds, each in a new random order (seeded).
 
     A contender with a `threads` limiter (numpy's BLAS, PyTorch) is also timed once with its default
     pool and once with one thread after the warm-up, and races with the faster setting: on small
     matrices a pool can cost more than it gains, and on a busy machine spin-waiting pools stall.
     jaxnet and the plain JAX loop run with XLA's defaults (or the XLA_FLAGS of the process).
+    `settle`: seconds of pause after each run of a contender with a pool (0 for smoke runs).
     """
     losses, chosen = {}, {}
     for c in contenders:
@@ -70,7 +71,7 @@ def race(contenders: list[Contender], rounds: int) -> Race:
             losses[c.name] = c.run()
         trial = {n: _timed(c.run, c.threads(n)) for n in (None, 1)}
         chosen[c.name] = min(trial, key=trial.get)
-        time.sleep(SETTLE_S)
+        time.sleep(settle)
     times: dict[str, list[float]] = {c.name: [] for c in contenders}
     order = np.random.default_rng(0)  # a fixed seed: the same orders in every run
     for _ in range(rounds):
@@ -79,7 +80,7 @@ def race(contenders: list[Contender], rounds: int) -> Race:
             limit = c.threads(chosen[c.name]) if c.threads else contextlib.nullcontext()
             times[c.name].append(_timed(c.run, limit) * c.scale)
             if c.threads is not None:
-                time.sleep(SETTLE_S)
+                time.sleep(settle)
     return Race(times, losses, {name: "default" if n is None else n for name, n in chosen.items()})
 
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxnet
-from experiments.bench.harness import Contender, blas_threads, race, ratios, stats, torch_threads
+from experiments.bench.harness import SETTLE_S, Contender, blas_threads, race, ratios, stats, torch_threads
 from jaxnet import reference
 
 
@@ -323,7 +323,7 @@ def ensemble_params(w: Workload, net, key: jax.Array):
     return jax.vmap(functools.partial(_init_params, net))(jax.random.split(key, w.networks))
 
 
-def run_workload(w: Workload, key: jax.Array, rounds: int, torch=None) -> dict:
+def run_workload(w: Workload, key: jax.Array, rounds: int, torch=None, *, settle: float = SETTLE_S) -> dict:
     """Race every contender of `w` (per batch size), and measure W3-style epochs' compiled memory."""
     k_data, k_init, k_fit = jax.random.split(key, 3)
     x, y = DATASETS[w.dataset](k_data, w)
@@ -365,7 +365,7 @@ def run_workload(w: Workload, key: jax.Array, rounds: int, torch=None) -> dict:
                 dataset = int(x.nbytes + y.nbytes)
                 memories[f"b{b}"] = {"dataset_bytes": dataset, "jaxnet": jaxnet_memory, "plain": memory(plain),
                                      "temp_over_dataset": jaxnet_memory["temp"] / dataset}
-    times, losses, threads = race(contenders, rounds)
+    times, losses, threads = race(contenders, rounds, settle)
     size = f"{w.networks} networks" if w.networks > 1 else f"n={w.n}"
     epochs = f"{w.epochs} epochs" if w.epochs > 1 else "one epoch"
     result = {"title": f"{w.name.upper()} {w.title} ({size}, {epochs})", "workload": w._asdict(),
@@ -379,7 +379,7 @@ def run_workload(w: Workload, key: jax.Array, rounds: int, torch=None) -> dict:
 W5_PAIRS = {"speedup_vs_numpy": ("numpy", "backprop"), "backprop_over_lax_conv": ("backprop", "lax.conv")}
 
 
-def run_w5(w: Workload, rounds: int) -> dict:
+def run_w5(w: Workload, rounds: int, *, settle: float = SETTLE_S) -> dict:
     """W5: one epoch of SimpleConvNet at batch 100 for jaxnet's im2col layers (hand backward, in `fit`),
     the same network with `lax.conv` and `jax.grad`, and the book's numpy im2col code; plus the compiled
     memory of one training step of the two JAX contenders."""
@@ -392,7 +392,7 @@ def run_w5(w: Workload, rounds: int) -> dict:
     # the lax.conv contender uses optax.adam, whose bias correction mixes an int32 count with floats:
     # trace it under standard promotion even where strict promotion is on (the test run)
     with jax.numpy_dtype_promotion("standard"):
-        times, losses, threads = race(contenders, rounds)
+        times, losses, threads = race(contenders, rounds, settle)
         memory_by_step = cnn_w5.w5_step_memory(batch)
     return {"title": f"W5 {w.title} (n={w.n}, batch {batch})", "workload": w._asdict(),
             "times_s": {name: stats(t) for name, t in times.items()}, "final_loss": losses, "threads": threads,

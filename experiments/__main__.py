@@ -12,9 +12,9 @@ turns it off. The cache is trusted code: keep it in a directory only you can wri
 It also runs XLA's CPU backend without its intra-op thread pool (`--xla_cpu_multi_thread_eigen=false`
 added to `XLA_FLAGS`, before JAX starts its backend). With the pool, XLA executes a compiled loop body
 of more than a handful of kernels by handing the kernels to the pool's threads; for the tutorial's tiny
-networks each kernel takes well under a microsecond, so the hand-offs cost more than the work (the XOR
-run of `bench`: about 2.6 microseconds per epoch with the pool, 0.9 without). Large matrix products
-(MNIST, the CNN) go through XLA's YNNPACK kernels and measured the same either way on the 2-core
+networks each kernel takes well under a microsecond, so the hand-offs cost more than the work (W1 of
+`bench`, XOR with jaxnet's backprop: 2.1 microseconds per epoch with the pool, 1.2 without). MNIST
+(W3), the 1024-network ensemble (W4) and the CNN (W5) measured the same either way on the 2-core
 machine (docs/benchmarks.md). `--xla-cpu-threads` (anywhere on the line) or `JAXNET_XLA_CPU_THREADS=1`
 keeps XLA's default; an `XLA_FLAGS` that already sets `xla_cpu_multi_thread_eigen` is left alone.
 `import jaxnet` never changes either setting.

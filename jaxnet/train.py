@@ -380,9 +380,9 @@ def divergence_warning(history: Mapping, label: str = "training") -> str | None:
 
     Returns:
         None when 'diverged_epoch' is -1 everywhere; otherwise e.g. "warning: xor diverged at epoch
-        12 of 50 (non-finite loss or params): training stopped there, the returned params are the
-        ones from before that epoch and the later losses are NaN", or for stacked runs "warning: xor: 3 of 100
-        runs diverged (runs [4, 17, 60], first at epoch 2) ...".
+        12 of 50 (non-finite loss or params): training stopped there, the returned params are
+        those from before that epoch and the later losses are NaN", or for stacked runs "warning:
+        xor: 3 of 100 runs diverged (runs [4, 17, 60], first at epoch 2) ...".
 
     Raises:
         ValueError: history has no 'diverged_epoch' entry (not from `fit`).
@@ -395,8 +395,8 @@ def divergence_warning(history: Mapping, label: str = "training") -> str | None:
     if diverged.size == 0:
         return None
     of = f" of {n_epochs}" if n_epochs is not None else ""
-    tail = ("training stopped there, the returned params are those from before that epoch and the later losses "
-            "are NaN; lower the learning rate")
+    tail = ("training stopped there, the returned params are those from before that epoch and the later "
+            "losses are NaN; lower the learning rate")
     if np.ndim(history["diverged_epoch"]) == 0:
         return f"warning: {label} diverged at epoch {int(epochs[0])}{of} (non-finite loss or params): {tail}"
     runs = diverged.tolist()

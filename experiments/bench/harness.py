@@ -1,8 +1,9 @@
 """The one timing harness of the benchmark: every contender of a workload runs once untimed (compilation,
 caches), then `rounds` rounds each run every contender once, in a fresh (seeded) random order each round
 (no contender always follows the same other), with a short pause after numpy and PyTorch that lets
-their thread pools go idle; each ratio is taken inside a round, between runs seconds apart. The machine may be shared and
-noisy: these side-by-side ratios, summarised by their median over rounds, are the figures that count.
+their thread pools go idle; each ratio is taken inside a round, between runs seconds apart. The
+machine may be shared and noisy: these side-by-side ratios, summarised by their median over rounds,
+are the figures that count.
 """
 
 from __future__ import annotations

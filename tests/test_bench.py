@@ -79,7 +79,7 @@ def test_contenders_do_the_same_work(run):
     results, _ = run
     for workload in ("w1", "w4"):  # W4: the first networks of the ensemble against the numpy loop
         losses = results[workload]["final_loss"]
-        for name in ("backprop", "autodiff", "plain"):
+        for name in ("backprop", "autodiff", "plain", "plain_nn"):  # plain_nn: jax.nn.sigmoid's derivative
             assert losses[name] == pytest.approx(losses["numpy"], rel=1e-3), (workload, name)
     assert results["w4"]["final_loss"]["one"] == pytest.approx(results["w4"]["final_loss"]["numpy"], rel=1e-3)
     w3 = results["w3"]["final_loss"]  # the plain loop draws fit's shuffled minibatches

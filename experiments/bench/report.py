@@ -12,7 +12,8 @@ import jax
 import numpy as np
 
 LABELS = {"numpy": "numpy (tutorial)", "backprop": "jaxnet backprop", "autodiff": "jaxnet autodiff",
-          "plain": "plain JAX loop", "torch": "PyTorch eager", "one": "jaxnet, one network"}
+          "plain": "plain JAX loop", "plain_nn": "plain loop, jax.nn.sigmoid", "torch": "PyTorch eager",
+          "one": "jaxnet, one network"}
 
 
 class Target(NamedTuple):

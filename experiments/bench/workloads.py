@@ -6,7 +6,9 @@ Contenders, all from the same initial parameters and running the same SGD:
 - `backprop`, `autodiff`: `jaxnet.fit` (or `jaxnet.ensemble.fit_ensemble`) with each gradient route.
 - `plain`: a hand-written JAX loop: `lax.scan` over epochs (and over the same shuffled minibatches as
   `fit`, gathered per step), `jax.value_and_grad` of a jax.nn forward pass, `p - lr * g`. No jaxnet
-  code runs in it, so `backprop / plain` is jaxnet's own overhead.
+  code runs in it, so `backprop / plain` is jaxnet's own overhead. Its sigmoid has jaxnet's accurate
+  derivative `sigmoid(z) sigmoid(-z)` (the same math); `plain_nn`, on sigmoid workloads, is the same
+  loop with `jax.nn.sigmoid`'s cheaper `s (1 - s)`.
 - `torch`: PyTorch eager (`nn.Sequential` + `torch.optim.SGD`), when installed.
 - `one` (ensembles only): one network of the ensemble trained alone with `jaxnet.fit`.
 """
@@ -79,6 +81,9 @@ PAIRS = {
     "plain_speedup_vs_numpy": ("numpy", "plain"),
     "backprop_over_plain": ("backprop", "plain"),
     "autodiff_over_plain": ("autodiff", "plain"),
+    "plain_nn_speedup_vs_numpy": ("numpy", "plain_nn"),
+    "backprop_over_plain_nn": ("backprop", "plain_nn"),
+    "autodiff_over_plain_nn": ("autodiff", "plain_nn"),
     "backprop_over_autodiff": ("backprop", "autodiff"),
     "speedup_vs_torch": ("torch", "backprop"),
     "torch_speedup_vs_numpy": ("numpy", "torch"),
@@ -108,7 +113,24 @@ def _params_and_history(result) -> tuple[Any, dict]:
 
 # ----------------------------------------------------------------------------------- models and data
 
-ACTIVATIONS = {"sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh, "identity": lambda z: z}
+@jax.custom_jvp
+def accurate_sigmoid(z):
+    """`jax.nn.sigmoid` whose derivative is `sigmoid(z) sigmoid(-z)`: the same math as jaxnet's sigmoid
+    (accurate in both tails), written here from the definition. `jax.nn.sigmoid`'s own derivative is
+    `s (1 - s)`, which is 0 for z > 17 in float32 and costs one transcendental less per element."""
+    return jax.nn.sigmoid(z)
+
+
+@accurate_sigmoid.defjvp
+def _accurate_sigmoid_jvp(primals, tangents):
+    (z,), (dz,) = primals, tangents
+    s = jax.nn.sigmoid(z)
+    return s, dz * s * jax.nn.sigmoid(-z)
+
+
+# the plain loop's activations: the same math as jaxnet's ("plain"), and jax.nn's sigmoid ("plain_nn")
+ACTIVATIONS = {"sigmoid": accurate_sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh, "identity": lambda z: z}
+NN_ACTIVATIONS = {**ACTIVATIONS, "sigmoid": jax.nn.sigmoid}
 
 
 def _clipped_bce(p, y):
@@ -126,9 +148,9 @@ PLAIN_LOSSES = {  # written from the definitions, not jaxnet's code
 NUMPY_LOSSES = {"mse": "mse", "binary_crossentropy": "bce", "softmax_cross_entropy": "cross_entropy"}
 
 
-def _mlp_forward(w: Workload) -> Callable:
+def _mlp_forward(w: Workload, activations: dict = ACTIVATIONS) -> Callable:
     """`forward(params, x)` of an mlp in plain jax.nn, on jaxnet's params layout ({"W", "b"} per Dense)."""
-    hidden, output = ACTIVATIONS[w.activation], ACTIVATIONS[w.output_activation or w.activation]
+    hidden, output = activations[w.activation], activations[w.output_activation or w.activation]
 
     def forward(params, x):
         dense = [p for p in params if p]
@@ -188,9 +210,11 @@ def epoch_batches(key: jax.Array, n: int, batch_size: int) -> jax.Array:
     return perm[: steps * batch_size].reshape(steps, batch_size)
 
 
-def plain_trainer(w: Workload, batch_size: int | None) -> Callable:
-    """A hand-written JAX training run `train(params, x, y, key) -> (params, loss per epoch)`."""
-    forward, loss_fn, lr = MODELS[w.model].forward(w), PLAIN_LOSSES[w.loss], w.learning_rate
+def plain_trainer(w: Workload, batch_size: int | None, nn_sigmoid: bool = False) -> Callable:
+    """A hand-written JAX training run `train(params, x, y, key) -> (params, loss per epoch)`, with the
+    same sigmoid derivative as jaxnet, or with `jax.nn.sigmoid`'s cheaper one (`nn_sigmoid`)."""
+    forward = MODELS[w.model].forward(w, NN_ACTIVATIONS) if nn_sigmoid else MODELS[w.model].forward(w)
+    loss_fn, lr = PLAIN_LOSSES[w.loss], w.learning_rate
 
     def step(params, xb, yb):
         loss, grads = jax.value_and_grad(lambda p: loss_fn(forward(p, xb), yb))(params)
@@ -211,6 +235,13 @@ def plain_trainer(w: Workload, batch_size: int | None) -> Callable:
 
 
 # ---------------------------------------------------------------------------------------- contenders
+
+
+def _plain_variants(w: Workload) -> dict[str, bool]:
+    """The plain loops raced on `w`: "plain" (jaxnet's math), and for sigmoid networks also "plain_nn"
+    (`jax.nn.sigmoid`'s cheaper derivative), name -> whether it uses jax.nn's sigmoid."""
+    uses_sigmoid = "sigmoid" in (w.activation, w.output_activation)
+    return {"plain": False, **({"plain_nn": True} if uses_sigmoid else {})}
 
 
 def _last_loss(losses, compare: int | None = None) -> float:
@@ -333,12 +364,14 @@ def run_workload(w: Workload, key: jax.Array, rounds: int, torch=None, *, settle
         params = ensemble_params(w, net, k_init)
         first = [jax.tree.map(lambda a, i=i: a[i], params) for i in range(w.numpy_networks)]
         loops = [_numpy_run(w, p, x, y, None) for p in first]
-        plain = jax.jit(jax.vmap(plain_trainer(w, None), in_axes=(0, None, None, None)))
+        plains = {name: jax.jit(jax.vmap(plain_trainer(w, None, nn), in_axes=(0, None, None, None)))
+                  for name, nn in _plain_variants(w).items()}
         contenders = [
             Contender("numpy", lambda: float(np.mean([run() for run in loops])), scale=w.networks / w.numpy_networks,
                       threads=blas_threads),
             *[Contender(g, _fit_ensemble_run(w, net, params, x, y, g)) for g in ("backprop", "autodiff")],
-            Contender("plain", lambda: _last_loss(plain(params, x, y, k_fit)[1], w.numpy_networks)),
+            *[Contender(name, lambda plain=plain: _last_loss(plain(params, x, y, k_fit)[1], w.numpy_networks))
+              for name, plain in plains.items()],
             Contender("one", _fit_run(w, net, first[0], x, y, "backprop", None, None)),
         ]
         pairs = dict(PAIRS)
@@ -346,11 +379,14 @@ def run_workload(w: Workload, key: jax.Array, rounds: int, torch=None, *, settle
         params = _init_params(net, k_init)
         for b in w.batch_sizes:
             suffix = "" if b is None else f" b{b}"
-            plain = jax.jit(plain_trainer(w, b)).lower(params, x, y, k_fit).compile()
+            plains = {name: jax.jit(plain_trainer(w, b, nn)).lower(params, x, y, k_fit).compile()
+                      for name, nn in _plain_variants(w).items()}
+            plain = plains["plain"]
             contenders += [
                 Contender("numpy" + suffix, _numpy_run(w, params, x, y, b), threads=blas_threads),
                 *[Contender(g + suffix, _fit_run(w, net, params, x, y, g, b, k_fit)) for g in ("backprop", "autodiff")],
-                Contender("plain" + suffix, lambda plain=plain: _last_loss(plain(params, x, y, k_fit)[1])),
+                *[Contender(name + suffix, lambda compiled=compiled: _last_loss(compiled(params, x, y, k_fit)[1]))
+                  for name, compiled in plains.items()],
             ]
             if torch is not None:
                 contenders.append(Contender("torch" + suffix, _torch_run(torch, w, params, x, y, b),

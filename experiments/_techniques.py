@@ -25,7 +25,7 @@ import optax
 
 from experiments._common import parser
 from jaxnet import data, evaluate, fit, optim
-from jaxnet.network import Network
+from jaxnet import Network
 
 LOSS = "softmax_cross_entropy"
 T10K_SPLIT = (8000, 2000)

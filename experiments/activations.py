@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from experiments._common import parser, write_metrics
 from jaxnet import activations, plot

@@ -24,7 +24,6 @@ matrix and the misclassified test digits. A progress bar counts epochs.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import jax
 import numpy as np

@@ -26,7 +26,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxnet.network import Network
+from jaxnet.nn.network import Network
 
 CPU_COLLECTIVES = ("gloo", "mpi")
 

@@ -48,8 +48,9 @@ from jax.sharding import PartitionSpec as P
 
 from jaxnet import losses as losses_lib
 from jaxnet import optim
-from jaxnet._checks import as_float_array, check_key, check_output_pairing, check_positive
-from jaxnet.network import Network, gradient_fn
+from jaxnet.validate import as_float_array, check_key, check_output_pairing, check_positive
+from jaxnet.grad import gradient_fn
+from jaxnet.nn.network import Network
 from jaxnet.train import fit
 
 Params = Any

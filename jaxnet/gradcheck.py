@@ -65,8 +65,9 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxnet import losses as losses_lib
-from jaxnet._checks import _compare_tree, as_float_array, check_data, check_key, check_positive, layer_shapes
-from jaxnet.network import Network, autodiff, gradient_fn, l2_penalty
+from jaxnet.validate import _compare_tree, as_float_array, check_data, check_key, check_positive, layer_shapes
+from jaxnet.grad import autodiff, gradient_fn, l2_penalty
+from jaxnet.nn.network import Network
 from jaxnet.nn._layer import Layer
 from jaxnet.nn.network import _check_backward
 

@@ -26,7 +26,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxnet._checks import check_positive, choose
+from jaxnet.validate import check_positive, choose
 
 Initializer = Callable[..., jax.Array]
 

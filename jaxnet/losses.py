@@ -39,7 +39,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxnet._checks import as_array, as_float_array, check_targets, is_concrete
+from jaxnet.validate import as_array, as_float_array, check_targets, is_concrete
 from jaxnet.activations import sigmoid, softmax
 
 SAME_SHAPE = "same_shape"
@@ -48,7 +48,7 @@ LABELS = "labels"
 
 class Loss(NamedTuple):
     """A loss: `value(y_pred, y_true) -> scalar` and `grad(y_pred, y_true) -> dL/dy_pred`, with its
-    target contract, which `jaxnet._checks.check_targets` reads (for the built-in losses and for
+    target contract, which `jaxnet.validate.check_targets` reads (for the built-in losses and for
     user-defined ones alike).
 
     Fields:
@@ -57,7 +57,7 @@ class Loss(NamedTuple):
         from_logits: y_pred is a logit (unbounded score; binary accuracy thresholds it at 0) rather
             than a probability or a value (threshold 0.5).
         output_activation: the output layer it pairs with ("identity" for logits and values,
-            "sigmoid" for probabilities); `jaxnet._checks.check_output_pairing` compares it with a
+            "sigmoid" for probabilities); `jaxnet.validate.check_output_pairing` compares it with a
             network's last layer.
         targets: `"same_shape"` (y_true has y_pred's shape) or `"labels"` (integer class labels of
             shape y_pred.shape[:-1] in [0, classes), or one-hot / probability targets of y_pred's
@@ -314,7 +314,7 @@ LOSSES: dict[str, Loss] = {
 
 def get(loss: str | Loss) -> Loss:
     """Return the `Loss` named `loss` (or `loss` itself); ValueError lists the valid names."""
-    from jaxnet._checks import choose
+    from jaxnet.validate import choose
 
     found = choose("loss", "loss", loss, LOSSES)
     if not isinstance(found, Loss):

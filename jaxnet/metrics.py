@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnet._checks import as_array, as_float_array, is_concrete
+from jaxnet.validate import as_array, as_float_array, is_concrete
 
 
 def _check_classes(name: str, classes: jax.Array, n_classes: int) -> jax.Array | None:

@@ -37,7 +37,7 @@ import numpy as np
 import optax
 from optax.contrib import ReduceLROnPlateauState, reduce_on_plateau
 
-from jaxnet._checks import check_positive, choose, is_concrete
+from jaxnet.validate import check_positive, choose, is_concrete
 
 # reduce_on_plateau counts a value as an improvement when `value < (1 - rtol) * best - atol`, and
 # refuses rtol = atol = 0. With atol = 0 and an rtol below half the float64 machine epsilon,

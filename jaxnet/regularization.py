@@ -2,7 +2,7 @@
 
 The book's L2 (Deep Learning from Scratch 6.4.1) adds `0.5 * lambda * sum(W**2)` over the weight
 matrices to the loss, so every optimizer sees the gradient `g + lambda * W`. In jaxnet it is `fit(...,
-weight_decay=lambda)` (`jaxnet.network.l2_penalty` and `l2_gradient`; the hand gradient in `backprop`,
+weight_decay=lambda)` (`jaxnet.grad.l2_penalty` and `l2_gradient`; the hand gradient in `backprop`,
 `jax.grad` in `autodiff`), and the recorded loss includes the penalty.
 
 Decoupled weight decay (Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019)
@@ -33,7 +33,7 @@ from typing import Any
 import jax
 import optax
 
-from jaxnet._checks import check_positive
+from jaxnet.validate import check_positive
 from jaxnet.nn import Network
 
 __all__ = ["adamw", "decoupled_weight_decay"]

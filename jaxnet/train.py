@@ -20,9 +20,10 @@ import optax
 
 from jaxnet import losses as losses_lib
 from jaxnet import metrics, optim
-from jaxnet._checks import (all_finite, as_float_array, check_data, check_finite_tree, check_key,
+from jaxnet.validate import (all_finite, as_float_array, check_data, check_finite_tree, check_key,
                             check_opt_state, check_output_pairing, check_positive, float_dtype_of)
-from jaxnet.network import Network, gradient_fn
+from jaxnet.grad import gradient_fn
+from jaxnet.nn.network import Network
 from jaxnet.optim import learning_rate_of
 
 Params = Any
@@ -144,7 +145,7 @@ def fit(
         tutorial_scaling: divide every gradient by the batch size, reproducing the tutorial's numpy
             code (which divides by m twice); equivalent to the true gradient with lr / m for SGD.
         opt_state: optimizer state to resume from (default `optimizer.init(params)`).
-        weight_decay: the book's L2 regulariser's lambda (`jaxnet.network.l2_penalty`: 0.5 lambda
+        weight_decay: the book's L2 regulariser's lambda (`jaxnet.grad.l2_penalty`: 0.5 lambda
             sum W^2 over the weights, not biases or BatchNorm parameters); added to the loss (and to
             the recorded `history["loss"]`) and its gradient `lambda W` to the weights' gradients by
             the gradient route. May be traced (vmapped in a hyperparameter search). For decoupled

@@ -21,7 +21,7 @@ from sklearn.metrics import accuracy_score
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from jaxnet import backprop, gradcheck, losses, metrics, mlp, serial
-from jaxnet.layers import Dense, Softmax
+from jaxnet import Dense, Softmax
 
 RTOL, ATOL = 1e-10, 1e-12  # hand-derived vs jax.grad, float64
 

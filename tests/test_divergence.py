@@ -158,7 +158,7 @@ def test_experiment_prints_the_warning(tmp_path, monkeypatch, capsys):
 def test_all_finite_matches_numpy_over_mixed_dtype_leaves(bad):
     """The guard's reduction (one concatenated sum per dtype) against numpy's isfinite, with a bad
     value in each floating leaf in turn; integer leaves never count."""
-    from jaxnet._checks import all_finite
+    from jaxnet.validate import all_finite
 
     tree = {"a": np.ones((3, 2), np.float32), "b": np.zeros(4, np.float16), "c": np.arange(3, dtype=np.int32),
             "d": (np.full((), 2.0, np.float32), np.ones((1, 1, 2), np.float16))}

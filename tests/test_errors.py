@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jaxnet.nn import activations as nn_activations
 
-from jaxnet import (Dense, activations, autodiff, backprop, checkpoint, data, evaluate, fit, gradcheck, initializers, layers,
-                    losses, mlp, network, optim, serial)
+from jaxnet import (Dense, activations, autodiff, backprop, checkpoint, data, evaluate, fit, gradcheck, grad, initializers,
+                    losses, mlp, optim, serial, Sigmoid)
 
 X, Y = data.xor()
 NET = mlp([2, 3, 1])  # sigmoid, params ({W (2, 3), b (3,)}, {}, {W (3, 1), b (1,)}, {})
@@ -181,7 +181,7 @@ def test_unknown_names_list_exactly_the_valid_ones():
         (lambda: losses.get("?"), losses.LOSSES),
         (lambda: optim.optimizer("?", 0.1), optim.OPTAX_OPTIMIZERS),
         (lambda: initializers.get("?"), initializers.INITIALIZERS),
-        (lambda: network.gradient_fn("?"), network.GRADIENTS),
+        (lambda: grad.gradient_fn("?"), grad.GRADIENTS),
     ]
     for call, table in tables:
         with pytest.raises(ValueError) as info:
@@ -223,7 +223,7 @@ def test_valid_edge_cases_are_accepted():
     one_hot = data.one_hot(LABELS, 3)
     assert np.isfinite(backprop(NET3, PARAMS3, X, one_hot, "softmax_cross_entropy")[0])  # one-hot targets
     assert np.isfinite(backprop(NET3, PARAMS3, X, 0.5 * one_hot + 0.5 / 3, "softmax_cross_entropy")[0])  # soft
-    free = serial(Dense(3), layers.Sigmoid)  # no input shape at construction: taken from x
+    free = serial(Dense(3), Sigmoid)  # no input shape at construction: taken from x
     free_params = free.init(jax.random.key(0), (5,))[1]
     assert free.apply(free_params, jnp.ones((2, 5))).shape == (2, 3)
     custom = NET.init(jax.random.key(0), (4,))[1]  # mlp params for another input size than its sizes say

@@ -276,7 +276,7 @@ def test_a_user_defined_loss_gets_shape_checks():
 
 
 def test_a_user_defined_label_loss_gets_label_and_range_checks():
-    from jaxnet._checks import check_targets
+    from jaxnet.validate import check_targets
 
     hinge = L.Loss("hinge", None, None, from_logits=True, targets=L.LABELS, target_range=(0.0, 1.0))
     check_targets("y", jnp.array([0, 2]), (2, 3), hinge)  # labels

@@ -17,8 +17,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from jaxnet import data, fit, mlp, optim, reference
-from jaxnet.layers import Layer
-from jaxnet.network import serial
+from jaxnet import Layer, serial
 from jaxnet.reference_cnn import Adam as BookAdam  # the book's common/optimizer.py Adam, in numpy
 from tutorial_schedule import schedule_rates, train_with_schedule
 

@@ -1,4 +1,4 @@
-"""A network's output layer against its loss (`jaxnet._checks.check_output_pairing`): a double
+"""A network's output layer against its loss (`jaxnet.validate.check_output_pairing`): a double
 softmax or sigmoid and probabilities expected from a non-sigmoid output raise with the fix; ReLU or
 tanh on the logits warns. Each case also shows the fault the check prevents, with plain jax."""
 
@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnet import layers, losses, mlp, serial
-from jaxnet._checks import check_output_pairing
+from jaxnet import Dense, Softmax, Tanh, losses, mlp, serial
+from jaxnet.validate import check_output_pairing
 
 
 def no_warnings(net, loss):
@@ -29,7 +29,7 @@ def test_double_softmax_raises_with_the_fix():
                                          r"logits .*double softmax.*output_activation='identity'"):
         check_output_pairing(net, "softmax_cross_entropy")
     with pytest.raises(ValueError, match="double softmax"):
-        check_output_pairing(serial(layers.Dense(3), layers.Softmax), losses.LOSSES["softmax_cross_entropy"])
+        check_output_pairing(serial(Dense(3), Softmax), losses.LOSSES["softmax_cross_entropy"])
 
 
 def test_double_sigmoid_raises():
@@ -50,8 +50,8 @@ def test_probability_loss_after_a_non_sigmoid_output_raises(output):
 
 def test_a_dense_output_counts_as_identity():
     with pytest.raises(ValueError, match=r"^net: its output layer is identity"):
-        check_output_pairing(serial(layers.Dense(3), layers.Tanh, layers.Dense(1)), "binary_crossentropy")
-    no_warnings(serial(layers.Dense(3), layers.Tanh, layers.Dense(1)), "sigmoid_binary_crossentropy")
+        check_output_pairing(serial(Dense(3), Tanh, Dense(1)), "binary_crossentropy")
+    no_warnings(serial(Dense(3), Tanh, Dense(1)), "sigmoid_binary_crossentropy")
 
 
 @pytest.mark.parametrize("hidden", ["relu", "tanh"])

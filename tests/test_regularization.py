@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from jaxnet import BatchNorm, Dense, Dropout, Relu, backprop, fit, mlp, serial
-from jaxnet.network import l2_penalty
+from jaxnet.grad import l2_penalty
 from jaxnet.regularization import adamw, decoupled_weight_decay
 
 LAMBDA = 0.3

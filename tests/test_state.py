@@ -250,7 +250,7 @@ def test_gradcheck_with_weight_decay_checks_the_regularised_loss(x64):
 
     def forgets_decay_gradient(net, params, x, y, loss, *, state, key, train, weight_decay):
         value, grads = jaxnet.backprop(net, params, x, y, loss, state=state, key=key, train=train)
-        return value + jaxnet.network.l2_penalty(net, params, weight_decay), grads
+        return value + jaxnet.grad.l2_penalty(net, params, weight_decay), grads
 
     assert not jaxnet.gradcheck(net, params, x, y, "mse", grad=forgets_decay_gradient, **kw).passed
 

@@ -102,7 +102,7 @@ def print_workload(result: dict) -> None:
         print(f"  {name:<36}{r['median']:>10.3g}{fmt(r['min']) + '-' + fmt(r['max']):>20}")
     for batch, m in result.get("memory", {}).items():
         if "dataset_bytes" not in m:  # W5: one training step per contender
-            print(f"  compiled memory of one training step: " + "; ".join(
+            print("  compiled memory of one training step: " + "; ".join(
                 f"{who} peak {v.get('peak', float('nan')) / 1e6:.1f} MB (temporaries {v.get('temp', float('nan')) / 1e6:.1f} MB)"
                 for who, v in m.items()))
             continue

@@ -10,7 +10,8 @@
 
 from jaxnet.nn._layer import Layer
 from jaxnet.nn.activations import ActivationLayer, Identity, Relu, Sigmoid, Softmax, Tanh, activation_layer
-from jaxnet.nn.conv import Conv2D, col2im, conv_output_size, im2col
+from jaxnet.nn._checks import conv_output_size
+from jaxnet.nn.conv import Conv2D, col2im, im2col
 from jaxnet.nn.dense import Dense
 from jaxnet.nn.dropout import Dropout
 from jaxnet.nn.network import Network, mlp, serial

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from jaxnet import activations as act
-from jaxnet._checks import choose
+from jaxnet.validate import choose
 from jaxnet.nn._layer import Layer, as_shape
 
 

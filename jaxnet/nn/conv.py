@@ -23,8 +23,6 @@ processing", 2006 (unrolling convolutions into matrix products).
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from typing import Any, Callable
 
 import jax
@@ -32,74 +30,16 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxnet import initializers
-from jaxnet._checks import check_positive, shape_hint
+from jaxnet.nn._checks import (_out_hw, canonical_dtype, check_images, image_shape, int_at_least,
+                               output_hw, pair)
 from jaxnet.nn._layer import Layer, as_shape
-from jaxnet.nn.dense import canonical_dtype
-
-
-def int_at_least(name: str, value: Any, *, low: int) -> int:
-    """`value` as an int >= low; TypeError (not an int, or a bool) or ValueError naming `name` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an int >= {low}, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name}: expected an int >= {low}, got {value}")
-    return int(value)
-
-
-def pair(name: str, value: Any) -> tuple[int, int]:
-    """`value` as (height, width): an int k gives (k, k); a pair of ints >= 1 is kept.
-
-    Raises: TypeError / ValueError naming `name` for anything else."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name}: expected an int or a pair (height, width), got {value!r}")
-        return int_at_least(f"{name}[0]", value[0], low=1), int_at_least(f"{name}[1]", value[1], low=1)
-    k = int_at_least(name, value, low=1)
-    return k, k
-
-
-def conv_output_size(input_size: int, filter_size: int, stride: int = 1, padding: int = 0) -> int:
-    """Output size of a convolution or pooling along one axis: `(input + 2 padding - filter) / stride + 1`.
-
-    The book's equation 7.1. As the book asks (7.2.4), the division must be exact: a stride that
-    leaves pixels over at the border is an error here (PyTorch and `lax.conv` floor instead and
-    silently drop those pixels). Examples: H 5, filter 3, stride 2, padding 1 -> 3; H 28, filter 5,
-    stride 1, padding 0 -> 24.
-
-    Args:
-        input_size: H or W (int >= 1). filter_size: int >= 1. stride: int >= 1. padding: int >= 0
-            (zeros added on each side).
-
-    Returns:
-        The output size, an int >= 1.
-
-    Raises:
-        TypeError: an argument that is not an int. ValueError: an argument out of range; a filter
-            larger than the padded input (`input + 2 padding < filter`); a stride that does not
-            divide `input + 2 padding - filter` (the message suggests sizes that fit).
-    """
-    size = int_at_least("input_size", input_size, low=1)
-    f, s, p = int_at_least("filter_size", filter_size, low=1), int_at_least("stride", stride, low=1), int_at_least("padding", padding, low=0)
-    span = size + 2 * p - f
-    if span < 0:
-        raise ValueError(f"filter_size: the filter ({f}) is larger than the padded input ({size} + 2 x {p} = "
-                         f"{size + 2 * p}); use a smaller filter or more padding")
-    if span % s:
-        raise ValueError(f"stride: (input_size + 2 padding - filter_size) / stride = ({size} + 2 x {p} - {f}) / {s} "
-                         f"is not an integer, so the last {span % s} pixel(s) would be skipped; choose a stride "
-                         f"dividing {span}, or padding/input size making it divisible (Deep Learning from Scratch "
-                         f"7.2.4)")
-    return span // s + 1
+from jaxnet.validate import check_positive
 
 
 def _images(name: str, x: Any) -> None:
     if getattr(x, "ndim", None) != 4:
         raise ValueError(f"{name}: expected images (N, C, H, W) (batch, channels, height, width), got shape "
                          f"{tuple(getattr(x, 'shape', ()))}")
-
-
-def _out_hw(shape, fh, fw, stride, padding) -> tuple[int, int]:
-    return (conv_output_size(shape[2], fh, stride, padding), conv_output_size(shape[3], fw, stride, padding))
 
 
 def im2col(x: jax.Array, filter_h: int, filter_w: int, stride: int = 1, padding: int = 0) -> jax.Array:
@@ -178,27 +118,6 @@ def col2im(cols: jax.Array, input_shape: tuple[int, int, int, int], filter_h: in
                                                         (i, hp - i - stride * (oh - 1) - 1, stride - 1),
                                                         (j, wp - j - stride * (ow - 1) - 1, stride - 1)))
     return img[:, :, padding:padding + h, padding:padding + w]
-
-
-def check_images(layer: Layer, x: Any, channels: int | None = None) -> None:
-    """Raise ValueError naming x when it is not a batch of channels-first images (N, C, H, W) (with
-    `channels` channels when given); the message suggests the conversion of channels-last (N, H, W, C)
-    or flattened (N, C * H * W) data. Static: works under jit."""
-    shape = tuple(getattr(x, "shape", ()))
-    if len(shape) == 4 and (channels is None or shape[1] == channels):
-        return
-    want = "(N, C, H, W)" if channels is None else f"(N, {channels}, H, W)"
-    if len(shape) == 4 and shape[3] == channels:
-        hint = shape_hint((channels, shape[1], shape[2]), shape)
-    elif len(shape) == 2 and channels is not None and math.isqrt(shape[1] // channels) ** 2 * channels == shape[1]:
-        side = math.isqrt(shape[1] // channels)
-        hint = shape_hint((channels, side, side), shape)
-    elif len(shape) == 3 and shape[0] == channels:
-        hint = "; for one image add the batch axis: x[None]"
-    else:
-        hint = ""
-    raise ValueError(f"x: {layer.name} expected a batch of channels-first images {want} (batch, channels, height, "
-                     f"width), got shape {shape}{hint}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,23 +213,3 @@ class Conv2D(Layer):
         dcols = dY_t.T @ W.reshape(W.shape[0], -1)
         dx = col2im(dcols, x.shape, *self.kernel_size, self.stride, self.padding)
         return {"W": dW, "b": jnp.sum(dY_t, axis=1)}, dx
-
-
-def image_shape(layer: Layer, input_shape: Any) -> tuple[int, int, int]:
-    """`input_shape` as (C, H, W) with every size >= 1; ValueError naming the layer otherwise."""
-    shape = as_shape("input_shape", input_shape)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"input_shape: {layer.name} expected channels-first images (C, H, W) without the batch "
-                         f"axis, got {shape}")
-    return shape
-
-
-def output_hw(layer: Layer, shape: tuple[int, int, int], fh: int, fw: int, stride: int, padding: int):
-    """(OH, OW) of `layer` for inputs (C, H, W) = `shape`; ValueError naming the layer when the window
-    does not fit (with a hint when the shape looks channels-last (H, W, C))."""
-    try:
-        return _out_hw((0,) + tuple(shape), fh, fw, stride, padding)
-    except ValueError as err:
-        hint = (f"; {shape} looks channels-last (H, W, C): images must be channels-first (C, H, W), e.g. "
-                f"x.transpose(0, 3, 1, 2) for a batch" if shape[2] < min(shape[:2]) else "")
-        raise ValueError(f"input_shape: {layer.name} cannot take images of shape {shape} (C, H, W): {err}{hint}") from err

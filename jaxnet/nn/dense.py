@@ -12,19 +12,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxnet import initializers
-from jaxnet._checks import check_positive
+from jaxnet.nn._checks import canonical_dtype
 from jaxnet.nn._layer import Layer, as_shape
-
-
-def canonical_dtype(name: str, dtype: Any) -> jnp.dtype:
-    """`dtype` as a numpy dtype (so `jnp.float32` and `"float32"` compare equal); TypeError unless floating."""
-    try:
-        out = jnp.dtype(dtype)
-    except TypeError as err:
-        raise TypeError(f"{name}: expected a floating dtype such as jnp.float32, got {dtype!r}") from err
-    if not jnp.issubdtype(out, jnp.floating):
-        raise TypeError(f"{name}: expected a floating dtype such as jnp.float32, got {out}")
-    return out
+from jaxnet.validate import check_positive
 
 
 @dataclasses.dataclass(frozen=True)

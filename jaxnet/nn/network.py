@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnet._checks import _compare_tree, check_key, check_network_input, check_params, check_positive, layer_shapes
+from jaxnet.validate import _compare_tree, check_key, check_network_input, check_params, check_positive, layer_shapes
 from jaxnet.nn._layer import Layer, as_shape, require_key
 from jaxnet.nn.activations import activation_layer
 from jaxnet.nn.dense import Dense

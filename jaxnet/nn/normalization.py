@@ -15,7 +15,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxnet.nn._layer import Layer, as_shape
-from jaxnet.nn.dense import canonical_dtype
+from jaxnet.nn._checks import canonical_dtype
 
 
 def _real_in(name: str, value: Any, low: float, high: float, *, closed_low: bool) -> float:

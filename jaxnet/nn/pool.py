@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxnet.nn._layer import Layer, as_shape
-from jaxnet.nn.conv import check_images, col2im, im2col, image_shape, int_at_least, output_hw, pair
+from jaxnet.nn._checks import check_images, image_shape, int_at_least, output_hw, pair
+from jaxnet.nn.conv import col2im, im2col
 
 
 @dataclasses.dataclass(frozen=True)

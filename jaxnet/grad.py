@@ -1,8 +1,7 @@
 """The two gradient routes of a network's loss: hand-derived `backprop` and `autodiff` (`jax.grad`).
 
 Both take the same arguments and return `(loss_value, grads)`; checking one against the other is what
-`jaxnet.gradcheck` does. `Network`, `serial` and `mlp` live in `jaxnet.nn` (re-exported here for
-compatibility).
+`jaxnet.gradcheck` does.
 
 Source: Deep Learning from Scratch 5.7; the delta equations BP1-BP4 (Nielsen, ch. 2).
 """
@@ -17,12 +16,12 @@ import jax
 import jax.numpy as jnp
 
 from jaxnet import losses as losses_lib
-from jaxnet._checks import check_data, choose
-from jaxnet.nn import Network, mlp, serial
+from jaxnet.validate import check_data, choose
+from jaxnet.nn.network import Network
 
 Params = Any
 
-__all__ = ["Network", "mlp", "serial", "backprop", "autodiff", "GRADIENTS", "gradient_fn", "l2_penalty", "l2_gradient"]
+__all__ = ["backprop", "autodiff", "GRADIENTS", "gradient_fn", "l2_penalty", "l2_gradient"]
 
 
 def _no_decay(weight_decay: Any) -> bool:

@@ -1,6 +1,6 @@
 """Shared plumbing for the classification experiments (digits, breast_cancer, mnist).
 
-`train_seeds` trains several networks at once (`jaxnet.ensemble.fit_ensemble`: `jax.vmap` over PRNG
+`train_seeds` trains several networks at once (`jaxnet.train.fit_ensemble`: `jax.vmap` over PRNG
 keys of init + fit, one compiled run); `accuracies` scores them; the figure helpers draw the learning
 curves of all seeds, a confusion matrix and a grid of misclassified images.
 """
@@ -14,13 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnet import Network, evaluate, metrics, plot
-from jaxnet.ensemble import fit_ensemble
+from jaxnet.train import fit_ensemble
 from jaxnet.train import divergence_warning
 
 
 def train_seeds(net: Network, key: jax.Array, n_seeds: int, train: tuple, test: tuple, *, loss: str,
                 optimizer: Any, hyperparams: dict, epochs: int, batch_size: int) -> tuple[Any, dict]:
-    """Train `n_seeds` networks together in one compiled call (`jaxnet.ensemble.fit_ensemble`, a
+    """Train `n_seeds` networks together in one compiled call (`jaxnet.train.fit_ensemble`, a
     `jax.vmap` of init + fit over PRNG keys).
 
     Seed i uses `key_i = jax.random.split(key, n_seeds)[i]`: it initialises its params from

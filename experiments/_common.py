@@ -1,13 +1,15 @@
-"""Shared plumbing for experiments: option parsing and metrics files."""
+"""Shared plumbing for experiments: option parsing, metrics files, timing a compiled call."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import jax
 import numpy as np
 
 from jaxnet import checkpoint
@@ -71,3 +73,25 @@ def save_runs(args: argparse.Namespace, params: dict, states: dict, config: dict
     """Save the runs' params and optimizer states (label -> tree) to `OUT/checkpoint.npz` for `--resume`."""
     args.out.mkdir(parents=True, exist_ok=True)
     checkpoint.save(args.out / "checkpoint.npz", params, opt_state=states, config={**config, "epochs": epochs_total})
+
+
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+def timed(fn: Callable, *args: Any, **kwargs: Any) -> tuple[Any, float, float]:
+    """`(fn(*args, **kwargs), seconds, compile_seconds)`: the call's wall time (waiting for its result)
+    and the part of it XLA spent compiling (jax's compile-duration events, `jax.monitoring`)."""
+    compiling = [0.0]
+
+    def listen(event: str, duration: float, **_: Any) -> None:
+        if event == COMPILE_EVENT:
+            compiling[0] += duration
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        start = time.perf_counter()
+        out = jax.block_until_ready(fn(*args, **kwargs))
+        seconds = time.perf_counter() - start
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    return out, seconds, compiling[0]

@@ -2,9 +2,8 @@
 
 - `load_mnist_or_skip`: MNIST from `--data-dir` or `$JAXNET_DATA_DIR/mnist`; without either the
   experiment prints one line and is skipped, so `python -m experiments all` runs on a fresh machine.
-- `train_members`: N networks trained together, `jax.vmap` of `jaxnet.fit` inside one `lax.scan` over
-  rounds (an epoch, or one of the book's iterations), all in one compiled call, with a tqdm progress
-  bar fed from inside the compiled run (`jax.debug.callback`) and per-round accuracies.
+- `train_members`: N networks trained together by one `jaxnet.train.fit_ensemble` call (rounds are
+  epochs, or the book's iterations drawn with replacement), timed, with per-round accuracies.
 - `select_optimizer`: one optax transformation that runs member i's choice among several, so that
   networks trained with different optimizers can be vmapped.
 - `smooth_curve`: the book's smoothing of loss curves (its common/util.py).
@@ -23,8 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments._common import parser
-from jaxnet import data, evaluate, fit, optim
+from experiments._common import parser, timed
+from jaxnet import data, optim
+from jaxnet.train import fit_ensemble
 from jaxnet import Network
 
 LOSS = "softmax_cross_entropy"
@@ -160,97 +160,44 @@ def train_members(
     eval_sets: Mapping[str, tuple[jax.Array, jax.Array]] | None = None,
     progress: str | None = None,
 ) -> dict:
-    """Train N networks (params stacked on a leading member axis) together in one compiled call.
+    """N networks (params stacked on a leading member axis) trained together by one
+    `jaxnet.train.fit_ensemble` call, timed (`_common.timed`), its history as arrays.
 
-    One `lax.scan` over `rounds`; each round is `jax.vmap` over the members of `jaxnet.fit(..., epochs=1)`
-    carrying params, network state and optimizer state, then the accuracy of every member on each set
-    of `eval_sets` (evaluation mode: BatchNorm's running statistics, no dropout).
-
-    sampling="epochs": a round is one of fit's epochs (a fresh shuffle, `n // batch_size` minibatches of
-        `batch_size` plus a smaller one with the rest), key `fold_in(key, round)`.
-    sampling="iterations": a round is one of the book's iterations: one SGD step on `batch_size`
-        indices drawn with replacement (its `np.random.choice(train_size, batch_size)`); the recorded
-        loss is that batch's, before the step.
-    Every member sees the same batches and dropout masks (one key), as the book's comparisons do.
-
-    Args:
-        net: the network. params: its params stacked over N members.
-        x, y: training inputs (n, features) float32 and labels (n,) int.
-        make_optimizer: `make_optimizer(**hyper_i)` builds member i's optax transformation.
-        hyper: per-member arrays (N,) passed to `make_optimizer` (traced), or None.
-        weight_decay: per-member L2 lambdas (N,) (fit's `weight_decay`, traced) or None.
-        rounds, batch_size: static sizes. key: PRNG key.
-        eval_sets: name -> (x, labels), scored after every round.
-        progress: a label for a tqdm bar ticking once per round (None: no bar).
+    sampling="epochs": a round is one epoch (a fresh shuffle, `n // batch_size` minibatches of
+        `batch_size` plus a smaller one with the rest).
+    sampling="iterations": a round is one of the book's iterations: one step on `batch_size` examples
+        drawn with replacement (`fit_ensemble(..., sampling="replacement", steps_per_epoch=1)`); the
+        recorded loss is that batch's, before the step.
+    Every member sees the same batches and dropout masks (one key), as the book's comparisons do;
+    member i's optimizer is `make_optimizer(**hyper_i)`; `eval_sets` are scored after every round.
 
     Returns:
         {"params", "state": final stacked trees; "loss": (N, rounds); "<name>_accuracy": (N, rounds)
-        for each eval set; "diverged_round": (N,) int, -1 if the member never met a non-finite step;
-        "compile_seconds", "seconds": the wall times of compiling and of running the call}.
+        for each eval set; "diverged_round": (N,) int, -1 if the member never met a non-finite epoch;
+        "compile_seconds", "seconds": the call's compiling and remaining (training) wall times}.
     """
-    hyper = dict(hyper or {})
-    eval_sets = dict(eval_sets or {})
-    n = x.shape[0]
     if sampling not in ("epochs", "iterations"):
         raise ValueError(f"sampling: expected 'epochs' or 'iterations', got {sampling!r}")
-    bar = None  # the progress bar, made after compilation (the callback reads it when the run executes)
-
-    def one_round(p, s, o, h, wd, k, x, y, eval_sets):
-        tx = make_optimizer(**h)
-        if sampling == "iterations":
-            k_batch, k_step = jax.random.split(k)
-            idx = jax.random.randint(k_batch, (batch_size,), 0, n)
-            result = fit(net, p, x[idx], y[idx], loss=LOSS, optimizer=tx, epochs=1, state=s, opt_state=o,
-                         weight_decay=wd, key=k_step)
-        else:
-            result = fit(net, p, x, y, loss=LOSS, optimizer=tx, epochs=1, batch_size=batch_size, key=k, state=s,
-                         opt_state=o, weight_decay=wd)
-        record = {"loss": result.history["loss"][0], "diverged": result.history["diverged_epoch"] >= 0}
-        for name, (xe, ye) in eval_sets.items():
-            record[f"{name}_accuracy"] = evaluate(net, result.params, xe, ye, LOSS, state=result.state)["accuracy"]
-        return (result.params, result.state, result.opt_state), record
-
-    def run(params, hyper, weight_decay, key, x, y, eval_sets):
-        state = jax.vmap(lambda p: net.init_state(x.shape[1:]))(params)
-        opt_state = jax.vmap(lambda p, h: make_optimizer(**h).init(p))(params, hyper)
-
-        def body(carry, t):
-            k = jax.random.fold_in(key, t)
-            members = lambda p, s, o, h, wd: one_round(p, s, o, h, wd, k, x, y, eval_sets)  # noqa: E731
-            carry, record = jax.vmap(members)(*carry, hyper, weight_decay)
-            if progress is not None:
-                jax.debug.callback(lambda _: bar is not None and bar.update(1), t)
-            return carry, record
-
-        (params, state, _), records = jax.lax.scan(body, (params, state, opt_state), jnp.arange(rounds))
-        return params, state, records
-
-    args = (params, hyper, weight_decay, key, x, y, eval_sets)
-    start = time.perf_counter()
-    compiled = jax.jit(run).lower(*args).compile()
-    compile_seconds = time.perf_counter() - start
-    bar = _bar(progress, rounds)
-    start = time.perf_counter()
-    params, state, records = jax.block_until_ready(compiled(*args))
-    seconds = time.perf_counter() - start
-    if bar is not None:
-        bar.close()
-    records = {k: np.asarray(v).T for k, v in records.items()}  # (rounds, N) -> (N, rounds)
-    diverged = records.pop("diverged")
-    return {"params": params, "state": state, **records,
-            "diverged_round": np.where(diverged.any(axis=1), diverged.argmax(axis=1), -1),
-            "compile_seconds": compile_seconds, "seconds": seconds}
+    result, seconds, compile_seconds = timed(
+        fit_ensemble, net, x, y, params=params, loss=LOSS, optimizer=make_optimizer, hyperparams=hyper,
+        weight_decay=weight_decay, epochs=rounds, batch_size=batch_size, key=key, evaluation=eval_sets,
+        sampling="replacement" if sampling == "iterations" else "shuffle",
+        steps_per_epoch=1 if sampling == "iterations" else None, progress=progress or False)
+    history = {k: np.asarray(v) for k, v in result.history.items()}
+    return {"params": result.params, "state": result.state, "loss": history.pop("loss"),
+            **{k: v for k, v in history.items() if k.endswith("_accuracy")},
+            "diverged_round": history["diverged_epoch"], "compile_seconds": compile_seconds,
+            "seconds": seconds - compile_seconds}
 
 
-def _bar(label: str | None, total: int):
-    """A tqdm bar (or None without a label or without tqdm)."""
-    if label is None:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=label, unit="round", mininterval=0.5, leave=False)
+def last_finite(values: np.ndarray) -> np.ndarray:
+    """Per row of `values` (members, epochs), its last non-NaN entry (NaN for a row without any): a
+    member whose run diverged or stopped early has NaN records after that epoch."""
+    values = np.asarray(values, np.float64)
+    finite = ~np.isnan(values)
+    last = values.shape[-1] - 1 - np.argmax(finite[..., ::-1], axis=-1)
+    out = np.take_along_axis(values, last[..., None], axis=-1)[..., 0]
+    return np.where(finite.any(axis=-1), out, np.nan)
 
 
 def divergence_line(diverged_round: np.ndarray, labels: Sequence[str], name: str) -> str | None:

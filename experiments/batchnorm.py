@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
         if warning:
             print(warning)
     acc_bn, acc_plain = runs["bn"]["train_accuracy"], runs["plain"]["train_accuracy"]
-    final_bn, final_plain = acc_bn[:, -1], acc_plain[:, -1]
+    final_bn, final_plain = tech.last_finite(acc_bn), tech.last_finite(acc_plain)
     ahead = int(np.sum(final_bn > final_plain))
     chance = float(np.bincount(np.asarray(y)).max() / N_TRAIN)  # always predicting the commonest digit
     stuck = int(np.sum(final_plain < STUCK))

@@ -25,7 +25,7 @@ import optax
 from jax import lax
 
 import jaxnet
-from jaxnet import nn, reference_cnn
+from jaxnet import reference_cnn
 
 LOSS = "softmax_cross_entropy"
 LEARNING_RATE = 1e-3
@@ -85,7 +85,7 @@ def fit_shuffle_key(key: jax.Array) -> jax.Array:
 
 
 def _init(seed: int):
-    net = nn.simple_convnet()
+    net = jaxnet.simple_convnet()
     return net, jax.jit(lambda k: net.init(k)[1])(jax.random.key(seed))
 
 

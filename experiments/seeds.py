@@ -3,7 +3,7 @@
 The 64-100-10 ReLU network with softmax cross-entropy on scikit-learn's 8x8 digits (1437 train /
 360 test, a stratified split with a fixed key, the same for every seed), minibatch SGD (batch 32,
 learning rate 0.5 on the true gradient, 30 epochs). Each seed gives the member its own init key and
-its own shuffle key; one `jaxnet.ensemble.fit_ensemble` call trains all of them. Writes
+its own shuffle key; one `jaxnet.train.fit_ensemble` call trains all of them. Writes
 test_accuracy.png (the distribution of test accuracy: histogram with every seed marked, and the
 training-loss band) and metrics.json (every seed's accuracy and the summary statistics).
 `--quick` uses 16 seeds and 10 epochs.
@@ -18,7 +18,7 @@ import numpy as np
 
 from experiments._common import parser, write_metrics
 from jaxnet import data, mlp, plot
-from jaxnet.ensemble import fit_ensemble
+from jaxnet.train import fit_ensemble
 
 SEEDS, QUICK_SEEDS = 64, 16
 EPOCHS, QUICK_EPOCHS = 30, 10

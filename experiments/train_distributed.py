@@ -10,7 +10,7 @@ coordinator at `--coordinator-address` (host:port, reachable from all). On one m
 
 Without `--coordinator-address` it runs as a single process on its local devices. The network is
 an MLP (input-hidden-10, ReLU, softmax cross-entropy) trained with minibatch SGD by
-`jaxnet.distributed.fit_multihost` (each batch split over all devices, gradients all-reduced).
+`jaxnet.train.fit_multihost` (each batch split over all devices, gradients all-reduced).
 Process 0 writes metrics.json and params.npz; with `--save-all-params` every process writes
 params_process{ID}.npz (the test compares them).
 
@@ -83,16 +83,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     # Nothing may touch JAX before jax.distributed.initialize: data are loaded as numpy first (the
     # digits split needs JAX, so it is loaded after initialisation).
-    from jaxnet import distributed
+    from jaxnet import train
     if args.coordinator_address is not None:
-        distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+        train.initialize(args.coordinator_address, args.num_processes, args.process_id)
     import jax
 
     from jaxnet import evaluate, mlp, optim
     x_tr, y_tr, x_te, y_te = load(args.dataset, args.seed, 512 if args.quick else 2048, args.data_dir)
     net = mlp([x_tr.shape[1], args.hidden, 10], activation="relu", output_activation="identity")
     start = time.perf_counter()
-    params, _, _, history = distributed.fit_multihost(
+    params, _, _, history = train.fit_multihost(
         net, x_tr, y_tr, coordinator_address=None, seed=args.seed, loss="softmax_cross_entropy",
         optimizer=optim.sgd(args.learning_rate), epochs=epochs, batch_size=args.batch_size)
     seconds = time.perf_counter() - start

@@ -6,7 +6,7 @@ code divides the gradient by the batch size m = 4 once more (see `jaxnet.referen
 rate is 4 x the rate on this axis: its default 1.0 sits at lr = 0.25 here.
 
 A network succeeds when all four outputs fall on the right side of 0.5 after the last epoch.
-Each hidden size is one `jaxnet.ensemble.fit_ensemble` call over (learning rate, seed) members, run in
+Each hidden size is one `jaxnet.train.fit_ensemble` call over (learning rate, seed) members, run in
 chunks with a progress bar. The same 256 init keys serve every learning rate, so the columns differ
 only in the rate. Writes success.png (heatmap and curves) and metrics.json (the success table, the
 number of diverged runs and the wall time). `--quick` uses 32 seeds (2,048 networks).
@@ -22,7 +22,7 @@ import numpy as np
 
 from experiments._common import parser, write_metrics
 from jaxnet import data, mlp, plot
-from jaxnet.ensemble import fit_ensemble
+from jaxnet.train import fit_ensemble
 
 EPOCHS = 5000
 LEARNING_RATES = np.geomspace(0.01, 10.0, 16).astype(np.float32)

@@ -56,7 +56,6 @@ Wright, *Numerical Optimization*, 2nd ed., 8.1 (finite-difference errors); Richa
 from __future__ import annotations
 
 import functools
-import warnings
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -66,7 +65,8 @@ from jax.flatten_util import ravel_pytree
 
 from jaxnet import losses as losses_lib
 from jaxnet.validate import _compare_tree, as_float_array, check_data, check_key, check_positive, layer_shapes
-from jaxnet.grad import autodiff, gradient_fn, l2_penalty
+from jaxnet.grad import autodiff, l2_penalty
+from jaxnet.grad import route as gradient_fn  # noqa: I001
 from jaxnet.nn.network import Network
 from jaxnet.nn._layer import Layer
 from jaxnet.nn.network import _check_backward
@@ -194,20 +194,10 @@ def _precision(precision: Any) -> str:
     return name
 
 
-def _route(grad: Any, grad_fn: Any) -> tuple[Callable, str, bool]:
+def _route(grad: Any) -> tuple[Callable, str, bool]:
     """The route under test, its label, and whether it is one of jaxnet's (then it is jitted)."""
-    if grad_fn is None:
-        grad = "backprop" if grad is None else grad
-        return gradient_fn(grad), grad if isinstance(grad, str) else getattr(grad, "__name__", "grad"), isinstance(grad, str)
-    if not callable(grad_fn):
-        raise TypeError(f"grad_fn: expected a callable (net, params, x, y, loss) -> (loss, grads), got "
-                        f"{type(grad_fn).__name__}; grad_fn is deprecated: pass grad= instead")
-    if grad is not None:
-        raise TypeError("grad_fn: a deprecated alias of grad; pass only grad=")
-    warnings.warn("gradcheck(grad_fn=...) is deprecated: pass grad=, a callable (net, params, x, y, loss, *, state, "
-                  "key, train) -> (loss, grads)", DeprecationWarning, stacklevel=3)
-
-    return gradient_fn(grad_fn), getattr(grad_fn, "__name__", "grad_fn"), False
+    grad = "backprop" if grad is None else grad
+    return gradient_fn(grad), grad if isinstance(grad, str) else getattr(grad, "__name__", "grad"), isinstance(grad, str)
 
 
 @functools.partial(jax.jit, static_argnames=("route", "net", "loss_fn", "train"))
@@ -243,7 +233,6 @@ def gradcheck(
     fd_atol: float = 1e-8,
     max_fd_coords: int = 4096,
     fd_key: jax.Array | None = None,
-    grad_fn: Callable | None = None,
     weight_decay: float | None = None,
 ) -> GradcheckReport:
     """Check a gradient route's loss value and gradients against float64 references (module docstring).
@@ -265,7 +254,6 @@ def gradcheck(
         max_fd_coords: at most this many parameter coordinates get finite differences (2 loss
             evaluations each, 4 more for a coordinate that fails); beyond it a random subset drawn with
             `fd_key` (default `jax.random.key(0)`) is checked.
-        grad_fn: deprecated alias of `grad` for a callable with the old signature (net, params, x, y, loss).
         weight_decay: check the loss with the book's L2 term `0.5 * weight_decay * sum(W**2)` over the
             weights (as `fit(..., weight_decay=)` trains it); passed to the route, and added to every
             reference (`jax.grad`, finite differences, the loss value).
@@ -287,7 +275,7 @@ def gradcheck(
     """
     loss_fn = losses_lib.get(loss)
     x, y = check_data(net, params, x, y, loss_fn)
-    route, label, named = _route(grad, grad_fn)
+    route, label, named = _route(grad)
     precision = _precision(precision)
     rtol = ROUTE_TOLERANCES[precision][0] if rtol is None else rtol
     atol = ROUTE_TOLERANCES[precision][1] if atol is None else atol

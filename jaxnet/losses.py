@@ -10,7 +10,7 @@ example, treated as a batch of one) and returns a scalar of y_pred's dtype. Redu
 | `sigmoid_binary_crossentropy` | logits        | mean over the batch and the output units        |
 | `softmax_cross_entropy`       | logits        | sum over classes, mean over the batch           |
 
-Each `*_grad` is the gradient of exactly that scalar w.r.t. y_pred (so it carries the 1/batch factor
+Each `*_derivative` is the gradient of exactly that scalar w.r.t. y_pred (so it carries the 1/batch factor
 once), and backprop uses it unchanged. All are finite for saturated predictions and huge logits.
 
 Rules shared by every loss (each `Loss` record states its own target contract, see `Loss`):
@@ -47,13 +47,14 @@ LABELS = "labels"
 
 
 class Loss(NamedTuple):
-    """A loss: `value(y_pred, y_true) -> scalar` and `grad(y_pred, y_true) -> dL/dy_pred`, with its
+    """A loss: `value(y_pred, y_true) -> scalar` and `derivative(y_pred, y_true) -> dL/dy_pred`, with its
     target contract, which `jaxnet.validate.check_targets` reads (for the built-in losses and for
     user-defined ones alike).
 
     Fields:
         name: the loss's name in reports and errors.
-        value, grad: the loss (a scalar) and its gradient w.r.t. y_pred (y_pred's shape).
+        value, derivative: the loss (a scalar) and its gradient w.r.t. y_pred (y_pred's shape); both
+            check their arguments on every call.
         from_logits: y_pred is a logit (unbounded score; binary accuracy thresholds it at 0) rather
             than a probability or a value (threshold 0.5).
         output_activation: the output layer it pairs with ("identity" for logits and values,
@@ -64,21 +65,31 @@ class Loss(NamedTuple):
             shape).
         target_range: closed interval (low, high) every non-label target must lie in, or None.
         prediction_range: closed interval every y_pred entry must lie in (probabilities), or None.
+        unchecked: optional `(value, derivative)` doing the same math without the checks, for data
+            validated once already (the training engine calls these on every step); None for a
+            user-defined loss, whose `value` and `derivative` are then used.
 
-    The defaults make `Loss(name, value, grad)` a same-shape loss with no value contract.
+    The defaults make `Loss(name, value, derivative)` a same-shape loss with no value contract.
     """
 
     name: str
     value: Callable[[jax.Array, jax.Array], jax.Array]
-    grad: Callable[[jax.Array, jax.Array], jax.Array]
+    derivative: Callable[[jax.Array, jax.Array], jax.Array]
     from_logits: bool = False
     output_activation: str = "identity"
     targets: str = SAME_SHAPE
     target_range: tuple[float, float] | None = None
     prediction_range: tuple[float, float] | None = None
+    unchecked: tuple[Callable, Callable] | None = None
 
     def __call__(self, y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
         return self.value(y_pred, y_true)
+
+    @property
+    def fast(self) -> tuple[Callable, Callable]:
+        """`(value, derivative)` without argument checks when the loss has them (`unchecked`), else
+        the checked pair. Only for targets validated already (`check_targets`)."""
+        return self.unchecked or (self.value, self.derivative)
 
 
 def _prepare(loss_name: str, pred_name: str, y_pred, true_name: str, y_true):
@@ -150,17 +161,15 @@ def mse(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
     Source: Deep Learning from Scratch, eq. (4.1) (the book halves it; the tutorial, like jaxnet,
     takes the plain mean).
     """
-    y_pred, y_true = _prepare("mse", "y_pred", y_pred, "y_true", y_true)
-    return jnp.mean(jnp.square(y_pred - y_true))
+    return _mse(*_prepare("mse", "y_pred", y_pred, "y_true", y_true))
 
 
-def mse_grad(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
+def mse_derivative(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
     """Gradient of `mse` w.r.t. y_pred: `2 (y_pred - y_true) / y_pred.size`; shape of y_pred.
 
     Same arguments and errors as `mse`.
     """
-    y_pred, y_true = _prepare("mse", "y_pred", y_pred, "y_true", y_true)
-    return 2 * (y_pred - y_true) / y_pred.size
+    return _mse_derivative(*_prepare("mse", "y_pred", y_pred, "y_true", y_true))
 
 
 def _clip_probability(p: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -198,21 +207,16 @@ def binary_crossentropy(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
 
     Source: Goodfellow et al., eq. (6.20); the tutorial's BCE.
     """
-    y_pred, y_true = _prepare("binary_crossentropy", "y_pred", y_pred, "y_true", y_true)
-    p, _ = _clip_probability(y_pred)
-    return -jnp.mean(_xlogp(y_true, jnp.log(p)) + _xlogp(1 - y_true, jnp.log1p(-p)))
+    return _binary_crossentropy(*_prepare("binary_crossentropy", "y_pred", y_pred, "y_true", y_true))
 
 
-def binary_crossentropy_grad(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
+def binary_crossentropy_derivative(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
     """Gradient of `binary_crossentropy` w.r.t. y_pred: `(p - y) / (p (1 - p)) / size` inside the clip
     range, 0 outside it (where the clipped loss is flat). Finite for valid input; shape of y_pred.
 
     Same arguments and errors as `binary_crossentropy`.
     """
-    y_pred, y_true = _prepare("binary_crossentropy", "y_pred", y_pred, "y_true", y_true)
-    p, inside = _clip_probability(y_pred)
-    g = (-(y_true / p) + (1 - y_true) / (1 - p)) / y_pred.size
-    return jnp.where(inside, g, jnp.zeros_like(g))
+    return _binary_crossentropy_derivative(*_prepare("binary_crossentropy", "y_pred", y_pred, "y_true", y_true))
 
 
 def sigmoid_binary_crossentropy(logits: jax.Array, y_true: jax.Array) -> jax.Array:
@@ -235,17 +239,15 @@ def sigmoid_binary_crossentropy(logits: jax.Array, y_true: jax.Array) -> jax.Arr
 
     Source: Goodfellow et al., 6.2.2.2.
     """
-    logits, y_true = _prepare("sigmoid_binary_crossentropy", "logits", logits, "y_true", y_true)
-    return -jnp.mean(_xlogp(y_true, jax.nn.log_sigmoid(logits)) + _xlogp(1 - y_true, jax.nn.log_sigmoid(-logits)))
+    return _sigmoid_binary_crossentropy(*_prepare("sigmoid_binary_crossentropy", "logits", logits, "y_true", y_true))
 
 
-def sigmoid_binary_crossentropy_grad(logits: jax.Array, y_true: jax.Array) -> jax.Array:
+def sigmoid_binary_crossentropy_derivative(logits: jax.Array, y_true: jax.Array) -> jax.Array:
     """Gradient of `sigmoid_binary_crossentropy` w.r.t. the logits: `(sigmoid(z) - y) / size`.
 
     Same arguments and errors as `sigmoid_binary_crossentropy`.
     """
-    logits, y_true = _prepare("sigmoid_binary_crossentropy", "logits", logits, "y_true", y_true)
-    return (sigmoid(logits) - y_true) / logits.size
+    return _sigmoid_binary_crossentropy_derivative(*_prepare("sigmoid_binary_crossentropy", "logits", logits, "y_true", y_true))
 
 
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -272,11 +274,10 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
     Source: Deep Learning from Scratch, eq. (4.2) and 5.6.3.
     """
-    logits, y = _prepare("softmax_cross_entropy", "logits", logits, "labels", labels)
-    return -jnp.sum(_xlogp(y, jax.nn.log_softmax(logits, axis=-1))) / _batch_size(logits)
+    return _softmax_cross_entropy(*_prepare("softmax_cross_entropy", "logits", logits, "labels", labels))
 
 
-def softmax_cross_entropy_grad(logits: jax.Array, labels: jax.Array) -> jax.Array:
+def softmax_cross_entropy_derivative(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Gradient of `softmax_cross_entropy` w.r.t. the logits: `(softmax(z) sum(y) - y) / batch`.
 
     For one-hot targets this is the book's `(y - t) / batch_size` (5.6.3); the `sum(y)` factor keeps it
@@ -284,31 +285,82 @@ def softmax_cross_entropy_grad(logits: jax.Array, labels: jax.Array) -> jax.Arra
     never NaN for valid input; NaN in a row whose traced label is out of range. Same arguments and
     errors as `softmax_cross_entropy`.
     """
-    logits, y = _prepare("softmax_cross_entropy", "logits", logits, "labels", labels)
-    total = jnp.sum(y, axis=-1, keepdims=True)
-    return (softmax(logits) * total - y) / _batch_size(logits)
+    return _softmax_cross_entropy_derivative(*_prepare("softmax_cross_entropy", "logits", logits, "labels", labels))
 
 
 def _batch_size(logits: jax.Array) -> int:
     return logits.size // logits.shape[-1] if logits.ndim else 1
 
 
+# The math alone, on targets already checked; the public functions above check their arguments
+# first. One definition per formula, shared by both.
+
+
+def _dense(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
+    """Targets in y_pred's dtype, integer class labels as one-hot rows (no checks)."""
+    if jnp.issubdtype(y_true.dtype, jnp.integer) and y_true.ndim == y_pred.ndim - 1:
+        return jax.nn.one_hot(y_true, y_pred.shape[-1], dtype=y_pred.dtype)
+    return y_true.astype(y_pred.dtype)
+
+
+def _unchecked(math: Callable) -> Callable:
+    return lambda y_pred, y_true: math(y_pred, _dense(y_pred, y_true))
+
+
+def _mse(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
+    return jnp.mean(jnp.square(y_pred - y_true))
+
+
+def _mse_derivative(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
+    return 2 * (y_pred - y_true) / y_pred.size
+
+
+def _binary_crossentropy(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
+    p, _ = _clip_probability(y_pred)
+    return -jnp.mean(_xlogp(y_true, jnp.log(p)) + _xlogp(1 - y_true, jnp.log1p(-p)))
+
+
+def _binary_crossentropy_derivative(y_pred: jax.Array, y_true: jax.Array) -> jax.Array:
+    p, inside = _clip_probability(y_pred)
+    g = (-(y_true / p) + (1 - y_true) / (1 - p)) / y_pred.size
+    return jnp.where(inside, g, jnp.zeros_like(g))
+
+
+def _sigmoid_binary_crossentropy(logits: jax.Array, y_true: jax.Array) -> jax.Array:
+    return -jnp.mean(_xlogp(y_true, jax.nn.log_sigmoid(logits)) + _xlogp(1 - y_true, jax.nn.log_sigmoid(-logits)))
+
+
+def _sigmoid_binary_crossentropy_derivative(logits: jax.Array, y_true: jax.Array) -> jax.Array:
+    return (sigmoid(logits) - y_true) / logits.size
+
+
+def _softmax_cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
+    return -jnp.sum(_xlogp(y, jax.nn.log_softmax(logits, axis=-1))) / _batch_size(logits)
+
+
+def _softmax_cross_entropy_derivative(logits: jax.Array, y: jax.Array) -> jax.Array:
+    total = jnp.sum(y, axis=-1, keepdims=True)
+    return (softmax(logits) * total - y) / _batch_size(logits)
+
+
 _UNIT = (0.0, 1.0)
 
+
+def _record(name: str, **contract) -> Loss:
+    """The `Loss` record of built-in loss `name`: its checked functions and the same math unchecked."""
+    value, derivative = globals()[name], globals()[f"{name}_derivative"]
+    math = (_unchecked(globals()[f"_{name}"]), _unchecked(globals()[f"_{name}_derivative"]))
+    return Loss(name, value, derivative, unchecked=math, **contract)
+
+
 LOSSES: dict[str, Loss] = {
-    "mse": Loss("mse", mse, mse_grad, from_logits=False, output_activation="identity"),
-    "binary_crossentropy": Loss(
-        "binary_crossentropy", binary_crossentropy, binary_crossentropy_grad, from_logits=False,
-        output_activation="sigmoid", target_range=_UNIT, prediction_range=_UNIT,
-    ),
-    "sigmoid_binary_crossentropy": Loss(
-        "sigmoid_binary_crossentropy", sigmoid_binary_crossentropy, sigmoid_binary_crossentropy_grad,
-        from_logits=True, output_activation="identity", target_range=_UNIT,
-    ),
-    "softmax_cross_entropy": Loss(
-        "softmax_cross_entropy", softmax_cross_entropy, softmax_cross_entropy_grad, from_logits=True,
-        output_activation="identity", targets=LABELS, target_range=_UNIT,
-    ),
+    "mse": _record("mse", from_logits=False, output_activation="identity"),
+    "binary_crossentropy": _record("binary_crossentropy", from_logits=False, output_activation="sigmoid",
+                                   target_range=_UNIT, prediction_range=_UNIT),
+    "sigmoid_binary_crossentropy": _record("sigmoid_binary_crossentropy", from_logits=True,
+                                           output_activation="identity", target_range=_UNIT),
+    "softmax_cross_entropy": _record("softmax_cross_entropy", from_logits=True, output_activation="identity",
+                                     targets=LABELS, target_range=_UNIT),
 }
 
 

@@ -34,7 +34,7 @@ import jax
 import optax
 
 from jaxnet.validate import check_positive
-from jaxnet.nn import Network
+from jaxnet.nn.network import Network
 
 __all__ = ["adamw", "decoupled_weight_decay"]
 

@@ -281,9 +281,9 @@ def check_params(net: Any, params: Any, input_shape: tuple[int, ...], *, name: s
 
 
 def check_network_input(net: Any, params: Any, x: Any, *, name: str = "x", params_name: str = "params",
-                        batched: bool = True) -> tuple[int, ...]:
+                        batched: bool = True, with_input: bool = False) -> Any:
     """Check params against `net` and `x`'s shape against the network's input; return the output shape
-    for one example.
+    for one example (with `with_input`: the pair (example input shape, output shape)).
 
     `x` is a batch (batch, *input_shape) when `batched`; otherwise one example `input_shape` is
     accepted too. When the params fit the network's construction-time input shape but not `x`, the
@@ -299,7 +299,8 @@ def check_network_input(net: Any, params: Any, x: Any, *, name: str = "x", param
     first_error = None
     for candidate in candidates:
         try:
-            return check_params(net, params, candidate, name=params_name, input_name=name)
+            out_shape = check_params(net, params, candidate, name=params_name, input_name=name)
+            return (candidate, out_shape) if with_input else out_shape
         except (ValueError, TypeError) as err:
             first_error = first_error or err
     default = None if net.input_shape is None else tuple(net.input_shape)
@@ -503,8 +504,9 @@ def check_output_pairing(net: Any, loss: Any) -> None:
 
 
 def check_data(net: Any, params: Any, x: Any, y: Any, loss: Any, *, x_name: str = "x", y_name: str = "y",
-               params_name: str = "params", same_dtype: bool = False) -> tuple[jax.Array, jax.Array]:
-    """Validate a network's params with a batch of data (x, y) for `loss`; return x, y as arrays.
+               params_name: str = "params", same_dtype: bool = False, with_output_shape: bool = False) -> tuple:
+    """Validate a network's params with a batch of data (x, y) for `loss`; return x, y as arrays (and,
+    `with_output_shape`, the network's output shape for one example).
 
     x: floating (n, *input_shape) with n >= 1 matching the params (`check_network_input`); y: targets
     for the loss with n rows (`check_targets`); params of one floating dtype; x and y finite. With
@@ -529,36 +531,4 @@ def check_data(net: Any, params: Any, x: Any, y: Any, loss: Any, *, x_name: str 
                 raise TypeError(f"{arr_name}: dtype {arr.dtype} differs from the params' {dtype}; cast it with "
                                 f"{arr_name}.astype(jnp.{dtype}) (or the params to {arr.dtype})")
     check_finite(x_name, x)
-    return x, y
-
-
-def check_opt_state(name: str, opt_state: Any, optimizer: Any, params: Any) -> None:
-    """Check that `opt_state` has the structure, shapes and dtypes of `optimizer.init(params)`.
-
-    Compared through `jax.eval_shape` (nothing is computed); works on tracers.
-
-    Raises:
-        ValueError: another structure (e.g. a state of another optimizer), or a leaf of another
-            shape or dtype (e.g. a state for another architecture), naming the leaf.
-    """
-    expected = jax.eval_shape(optimizer.init, params)
-    exp_leaves, exp_def = jax.tree_util.tree_flatten_with_path(expected)
-    got_leaves, got_def = jax.tree_util.tree_flatten_with_path(opt_state)
-    if exp_def != got_def:
-        raise ValueError(f"{name}: expected the structure of optimizer.init(params), {_summary(expected)} holding "
-                         f"{len(exp_leaves)} arrays, got {_summary(opt_state)} holding {len(got_leaves)} arrays "
-                         f"(a state of another optimizer?)")
-    for (path, e), (_, g) in zip(exp_leaves, got_leaves):
-        g_shape, g_dtype = tuple(np.shape(g)), jnp.result_type(g)
-        if g_shape != tuple(e.shape) or g_dtype != e.dtype:
-            raise ValueError(f"{_path(name, path)}: expected {e.dtype} {tuple(e.shape)} as in "
-                             f"optimizer.init(params), got {g_dtype} {g_shape}")
-
-
-def _summary(tree: Any) -> str:
-    """A short name for a pytree's top level, e.g. 'a tuple (ScaleByAdamState, EmptyState)'."""
-    name = type(tree).__name__
-    article = "an" if name[:1].lower() in "aeiou" else "a"
-    if isinstance(tree, (tuple, list)) and not hasattr(type(tree), "_fields"):
-        return f"{article} {name} ({', '.join(type(child).__name__ for child in tree)})"
-    return f"{article} {name}"
+    return (x, y, tuple(out_shape)) if with_output_shape else (x, y)

@@ -34,7 +34,7 @@ def run(tmp_path_factory):
 
 
 def test_registered_outside_the_main_job():
-    assert {"bench", "bench_ensemble"} <= set(EXTRA)
+    assert {"bench", "train_distributed"} <= set(EXTRA)
 
 
 def test_writes_results_metrics_and_chart(run):

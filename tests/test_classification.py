@@ -102,13 +102,13 @@ def test_softmax_network_backprop_equals_jax_grad_and_finite_differences(activat
     seed=st.integers(0, 2**16),
 )
 def test_fused_loss_gradient_equals_jax_grad(shape, scale, one_hot, seed):
-    """`softmax_cross_entropy_grad` = (softmax(z) - t) / batch against jax.grad, logits up to +-1000."""
+    """`softmax_cross_entropy_derivative` = (softmax(z) - t) / batch against jax.grad, logits up to +-1000."""
     with jax.enable_x64(True):
         rng = np.random.default_rng(seed)
         logits = jnp.asarray(rng.uniform(-scale, scale, size=shape))
         labels = jnp.asarray(rng.integers(0, shape[1], size=shape[0]).astype(np.int32))
         y = jax.nn.one_hot(labels, shape[1], dtype=jnp.float64) if one_hot else labels
-        hand = losses.softmax_cross_entropy_grad(logits, y)
+        hand = losses.softmax_cross_entropy_derivative(logits, y)
         auto = jax.grad(cross_entropy)(logits, labels, shape[1])
         assert np.all(np.isfinite(np.asarray(hand)))
         assert_close_tree(hand, auto)
@@ -125,8 +125,8 @@ def test_gradcheck_flags_a_wrong_softmax_gradient(wrong):
     labels = np.array([0, 1, 2, 1, 0], np.int32)
     factor = 2.0 if wrong == "doubled" else 5.0
 
-    def bad(net, params, x, y, loss):
-        value, grads = backprop(net, params, x, y, loss)
+    def bad(net, params, x, y, loss, **kwargs):
+        value, grads = backprop(net, params, x, y, loss, **kwargs)
         return value, jax.tree.map(lambda g: factor * g, grads)
 
     assert gradcheck(net, params, x, labels, "softmax_cross_entropy").passed

@@ -10,13 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import MNIST_DIR
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
-from conftest import MNIST_DIR
 from jax import lax
 
 import jaxnet
-from jaxnet import nn
 from jaxnet import reference_cnn as book
 
 RTOL, ATOL = 1e-10, 1e-12
@@ -31,26 +30,26 @@ def close(a, b):
 
 def test_im2col_col2im_reference_values():
     x = jnp.arange(9.0).reshape(1, 1, 3, 3)
-    cols = nn.im2col(x, 2, 2)
+    cols = jaxnet.im2col(x, 2, 2)
     np.testing.assert_array_equal(cols, [[0, 1, 3, 4], [1, 2, 4, 5], [3, 4, 6, 7], [4, 5, 7, 8]])
-    np.testing.assert_array_equal(nn.col2im(cols, x.shape, 2, 2)[0, 0], [[0, 2, 2], [6, 16, 10], [6, 14, 8]])
-    assert nn.conv_output_size(5, 3, 2, 1) == 3
-    assert nn.conv_output_size(28, 5, 1, 0) == 24
+    np.testing.assert_array_equal(jaxnet.col2im(cols, x.shape, 2, 2)[0, 0], [[0, 2, 2], [6, 16, 10], [6, 14, 8]])
+    assert jaxnet.conv_output_size(5, 3, 2, 1) == 3
+    assert jaxnet.conv_output_size(28, 5, 1, 0) == 24
 
 
 def test_conv_output_size_errors():
     with pytest.raises(ValueError, match=r"^stride: .*not an integer"):
-        nn.conv_output_size(28, 5, 2)  # 23 / 2
+        jaxnet.conv_output_size(28, 5, 2)  # 23 / 2
     with pytest.raises(ValueError, match=r"^filter_size: .*larger than the padded input"):
-        nn.conv_output_size(3, 5)
+        jaxnet.conv_output_size(3, 5)
     with pytest.raises(ValueError, match=r"^padding: "):
-        nn.conv_output_size(5, 3, 1, -1)
+        jaxnet.conv_output_size(5, 3, 1, -1)
     with pytest.raises(TypeError, match=r"^input_size: "):
-        nn.conv_output_size(5.0, 3)
+        jaxnet.conv_output_size(5.0, 3)
     with pytest.raises(ValueError, match=r"^x: expected images \(N, C, H, W\)"):
-        nn.im2col(jnp.zeros((3, 3)), 2, 2)
+        jaxnet.im2col(jnp.zeros((3, 3)), 2, 2)
     with pytest.raises(ValueError, match=r"^cols: expected shape \(4, 4\)"):
-        nn.col2im(jnp.zeros((4, 5)), (1, 1, 3, 3), 2, 2)
+        jaxnet.col2im(jnp.zeros((4, 5)), (1, 1, 3, 3), 2, 2)
 
 
 @st.composite
@@ -75,13 +74,13 @@ def test_col2im_is_the_vjp_of_im2col(case, seed):
 
     @jax.jit
     def both(x, dcols):  # one compilation per example (eager ops would compile one by one)
-        cols, vjp = jax.vjp(lambda v: nn.im2col(v, fh, fw, stride, padding), x)
-        return cols, nn.col2im(dcols, shape, fh, fw, stride, padding), vjp(dcols)[0]
+        cols, vjp = jax.vjp(lambda v: jaxnet.im2col(v, fh, fw, stride, padding), x)
+        return cols, jaxnet.col2im(dcols, shape, fh, fw, stride, padding), vjp(dcols)[0]
 
     with jax.enable_x64(True):
         kx, kc = jax.random.split(jax.random.key(seed))
         x = jax.random.normal(kx, shape, jnp.float64)
-        oh, ow = nn.conv_output_size(shape[2], fh, stride, padding), nn.conv_output_size(shape[3], fw, stride, padding)
+        oh, ow = jaxnet.conv_output_size(shape[2], fh, stride, padding), jaxnet.conv_output_size(shape[3], fw, stride, padding)
         dcols = jax.random.normal(kc, (shape[0] * oh * ow, shape[1] * fh * fw), jnp.float64)
         cols, hand, ref = both(x, dcols)
         close(hand, ref)
@@ -90,12 +89,12 @@ def test_col2im_is_the_vjp_of_im2col(case, seed):
 
 def test_im2col_under_jit_vmap_and_grad():
     x = jax.random.normal(jax.random.key(0), (2, 2, 5, 5))
-    f = jax.jit(nn.im2col, static_argnums=(1, 2, 3, 4))
-    np.testing.assert_allclose(f(x, 3, 3, 2, 1), nn.im2col(x, 3, 3, 2, 1))
-    batched = jax.vmap(lambda v: nn.im2col(v, 3, 3))(x[:, None])  # vmap over one-image batches
-    np.testing.assert_allclose(batched.reshape(-1, 18), nn.im2col(x, 3, 3))
-    g = jax.grad(lambda v: jnp.sum(nn.im2col(v, 2, 2) ** 2))(x)
-    np.testing.assert_allclose(g, 2 * x * nn.col2im(jnp.ones((2 * 16, 8)), x.shape, 2, 2), rtol=1e-6)
+    f = jax.jit(jaxnet.im2col, static_argnums=(1, 2, 3, 4))
+    np.testing.assert_allclose(f(x, 3, 3, 2, 1), jaxnet.im2col(x, 3, 3, 2, 1))
+    batched = jax.vmap(lambda v: jaxnet.im2col(v, 3, 3))(x[:, None])  # vmap over one-image batches
+    np.testing.assert_allclose(batched.reshape(-1, 18), jaxnet.im2col(x, 3, 3))
+    g = jax.grad(lambda v: jnp.sum(jaxnet.im2col(v, 2, 2) ** 2))(x)
+    np.testing.assert_allclose(g, 2 * x * jaxnet.col2im(jnp.ones((2 * 16, 8)), x.shape, 2, 2), rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------- Conv2D
@@ -112,7 +111,7 @@ def lax_conv(x, W, b, stride, padding):
 @example(OVERLAPPING, 3, 7)
 def test_conv2d_forward_and_backward_match_lax_conv(case, filters, seed):
     shape, kernel, stride, padding = case
-    layer = nn.Conv2D(filters, kernel, stride, padding, dtype=jnp.float64)
+    layer = jaxnet.Conv2D(filters, kernel, stride, padding, dtype=jnp.float64)
 
     @jax.jit
     def hand(params, x, dy):
@@ -139,23 +138,23 @@ def test_conv2d_forward_and_backward_match_lax_conv(case, filters, seed):
 
 
 def test_conv2d_init_fans_and_errors():
-    layer = nn.Conv2D(30, 5)
+    layer = jaxnet.Conv2D(30, 5)
     out_shape, params = layer.init(jax.random.key(0), (3, 28, 28))
     assert out_shape == (30, 24, 24) and params["W"].shape == (30, 3, 5, 5) and params["b"].shape == (30,)
     assert params["W"].dtype == jnp.float32
-    big = nn.Conv2D(64, 5).init(jax.random.key(1), (16, 28, 28))[1]["W"]
+    big = jaxnet.Conv2D(64, 5).init(jax.random.key(1), (16, 28, 28))[1]["W"]
     assert float(jnp.std(big)) == pytest.approx(np.sqrt(2 / (16 * 25)), rel=0.05)  # He: fan_in = C FH FW
-    assert layer == nn.Conv2D(30, (5, 5)) and hash(layer) == hash(nn.Conv2D(30, 5, 1, 0))
+    assert layer == jaxnet.Conv2D(30, (5, 5)) and hash(layer) == hash(jaxnet.Conv2D(30, 5, 1, 0))
     with pytest.raises(ValueError, match=r"^filters: "):
-        nn.Conv2D(0, 3)
+        jaxnet.Conv2D(0, 3)
     with pytest.raises(ValueError, match=r"^kernel_size: "):
-        nn.Conv2D(4, (3, 3, 3))
+        jaxnet.Conv2D(4, (3, 3, 3))
     with pytest.raises(ValueError, match=r"^input_shape: .*expected channels-first images \(C, H, W\)"):
         layer.init(jax.random.key(0), (28, 28))
     with pytest.raises(ValueError, match=r"^input_shape: .*looks channels-last.*transpose\(0, 3, 1, 2\)"):
         layer.init(jax.random.key(0), (28, 28, 1))
     with pytest.raises(ValueError, match=r"^input_shape: .*stride"):
-        nn.Conv2D(4, 5, stride=2).init(jax.random.key(0), (1, 28, 28))
+        jaxnet.Conv2D(4, 5, stride=2).init(jax.random.key(0), (1, 28, 28))
 
 
 # ---------------------------------------------------------------------------------------------- pooling
@@ -163,7 +162,7 @@ def test_conv2d_init_fans_and_errors():
 
 def test_maxpool_ties_go_to_the_first_maximum():
     x = jnp.array([[1.0, 3, 2], [4, 4, 1], [0, 2, 5]])[None, None]
-    pool = nn.MaxPool2D(2, stride=1)
+    pool = jaxnet.MaxPool2D(2, stride=1)
     y = pool.apply({}, x)
     np.testing.assert_array_equal(y[0, 0], [[4, 4], [4, 5]])
     _, dx = pool.backward({}, x, y, jnp.ones_like(y))
@@ -191,8 +190,8 @@ def test_pooling_matches_reduce_window_with_ties(case, seed):
     shape, (ph, pw), stride = case
     dims, strides = (1, 1, ph, pw), (1, 1, stride, stride)
     reductions = {
-        nn.MaxPool2D((ph, pw), stride): lambda v: lax.reduce_window(v, -jnp.inf, lax.max, dims, strides, "VALID"),
-        nn.AvgPool2D((ph, pw), stride): lambda v: lax.reduce_window(v, 0.0, lax.add, dims, strides, "VALID") / (ph * pw),
+        jaxnet.MaxPool2D((ph, pw), stride): lambda v: lax.reduce_window(v, -jnp.inf, lax.max, dims, strides, "VALID"),
+        jaxnet.AvgPool2D((ph, pw), stride): lambda v: lax.reduce_window(v, 0.0, lax.add, dims, strides, "VALID") / (ph * pw),
     }
 
     @jax.jit
@@ -207,7 +206,7 @@ def test_pooling_matches_reduce_window_with_ties(case, seed):
     with jax.enable_x64(True):
         kx, ky = jax.random.split(jax.random.key(seed))
         x = jax.random.randint(kx, shape, 0, 3).astype(jnp.float64)  # values in {0, 1, 2}: many ties
-        out_shape = nn.MaxPool2D((ph, pw), stride).init(None, shape[1:])[0]
+        out_shape = jaxnet.MaxPool2D((ph, pw), stride).init(None, shape[1:])[0]
         dy = jax.random.normal(ky, (shape[0], *out_shape), jnp.float64)
         for (y, dx), (ref, dx_ref) in hand_and_reference(x, dy):
             close(y, ref)
@@ -219,13 +218,13 @@ def test_pooling_matches_reduce_window_with_ties(case, seed):
 
 
 def test_pooling_and_flatten_errors_and_shapes():
-    assert nn.MaxPool2D(2).init(None, (30, 24, 24))[0] == (30, 12, 12)
-    assert nn.MaxPool2D(2) == nn.MaxPool2D((2, 2), stride=2) and nn.MaxPool2D(2) != nn.AvgPool2D(2)
+    assert jaxnet.MaxPool2D(2).init(None, (30, 24, 24))[0] == (30, 12, 12)
+    assert jaxnet.MaxPool2D(2) == jaxnet.MaxPool2D((2, 2), stride=2) and jaxnet.MaxPool2D(2) != jaxnet.AvgPool2D(2)
     with pytest.raises(ValueError, match=r"^stride: .*non-square"):
-        nn.MaxPool2D((2, 3))
+        jaxnet.MaxPool2D((2, 3))
     with pytest.raises(ValueError, match=r"^input_shape: .*stride"):
-        nn.MaxPool2D(2).init(None, (3, 5, 5))
-    flat = nn.Flatten()
+        jaxnet.MaxPool2D(2).init(None, (3, 5, 5))
+    flat = jaxnet.Flatten()
     assert flat.init(None, (30, 12, 12))[0] == (4320,)
     x = jnp.arange(24.0).reshape(2, 3, 2, 2)
     np.testing.assert_array_equal(flat.apply({}, x), np.arange(24.0).reshape(2, 12))
@@ -237,8 +236,8 @@ def test_pooling_and_flatten_errors_and_shapes():
 
 
 def test_batchnorm_after_conv_normalises_per_channel_and_backprop_is_jax_grad(x64):
-    net = nn.serial(nn.Conv2D(3, 3, padding=1, dtype=jnp.float64), nn.BatchNorm(dtype=jnp.float64), nn.Relu,
-                    nn.Flatten(), nn.Dense(4, dtype=jnp.float64), input_shape=(2, 5, 5))
+    net = jaxnet.serial(jaxnet.Conv2D(3, 3, padding=1, dtype=jnp.float64), jaxnet.BatchNorm(dtype=jnp.float64), jaxnet.Relu,
+                    jaxnet.Flatten(), jaxnet.Dense(4, dtype=jnp.float64), input_shape=(2, 5, 5))
     _, params = net.init(jax.random.key(0))
     state = net.init_state()
     x = jax.random.normal(jax.random.key(1), (6, 2, 5, 5), jnp.float64)
@@ -260,7 +259,7 @@ def test_batchnorm_after_conv_normalises_per_channel_and_backprop_is_jax_grad(x6
 def test_simple_convnet_gradcheck_the_books_check():
     """The book's gradient check (ch07 gradient_check.py): SimpleConvNet on one random 1 x 10 x 10
     image, 10 filters 3 x 3, hidden 10; backprop vs numerical gradient, all differences below 3e-6."""
-    net = nn.simple_convnet((1, 10, 10), filters=10, kernel_size=3, hidden=10, classes=10)
+    net = jaxnet.simple_convnet((1, 10, 10), filters=10, kernel_size=3, hidden=10, classes=10)
     _, params = net.init(jax.random.key(0))
     x = jax.random.uniform(jax.random.key(1), (1, 1, 10, 10))
     y = jnp.array([3])
@@ -273,7 +272,7 @@ def test_simple_convnet_gradcheck_the_books_check():
 def test_simple_convnet_gradients_equal_the_books_numpy_network(x64):
     ref = book.SimpleConvNet((1, 12, 12), filter_num=4, filter_size=3, hidden_size=8, output_size=5,
                              weight_init_std=0.3, rng=np.random.default_rng(0))
-    net = nn.simple_convnet((1, 12, 12), filters=4, kernel_size=3, hidden=8, classes=5, dtype=jnp.float64)
+    net = jaxnet.simple_convnet((1, 12, 12), filters=4, kernel_size=3, hidden=8, classes=5, dtype=jnp.float64)
     p = {k: jnp.asarray(v) for k, v in ref.params.items()}
     params = ({"W": p["W1"], "b": p["b1"]}, {}, {}, {}, {"W": p["W2"], "b": p["b2"]}, {}, {"W": p["W3"], "b": p["b3"]})
     rng = np.random.default_rng(1)
@@ -287,7 +286,7 @@ def test_simple_convnet_gradients_equal_the_books_numpy_network(x64):
 
 
 def test_simple_convnet_shapes_and_layout_errors():
-    net = nn.simple_convnet()
+    net = jaxnet.simple_convnet()
     out_shape, params = net.init(jax.random.key(0))
     assert out_shape == (10,)
     assert [jax.tree.map(jnp.shape, p) for p in params if p] == [
@@ -314,7 +313,7 @@ def test_simple_convnet_shapes_and_layout_errors():
 
 
 def test_conv_layers_under_vmap_and_jit():
-    net = nn.simple_convnet((1, 8, 8), filters=2, kernel_size=3, hidden=4, classes=3)
+    net = jaxnet.simple_convnet((1, 8, 8), filters=2, kernel_size=3, hidden=4, classes=3)
     _, params = net.init(jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (3, 2, 1, 8, 8))  # 3 lanes of batches of 2
     lanes = jax.vmap(lambda xb: net.apply(params, xb))(x)

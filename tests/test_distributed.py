@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 import jaxnet
-from jaxnet import distributed, optim
-from jaxnet.train import fit
+from jaxnet import optim, train
+from jaxnet import fit
 
 from conftest import REPO
 
@@ -100,9 +100,9 @@ def test_two_processes_train_identically_and_match_one_process(tmp_path):
 )
 def test_initialize_rejects_bad_arguments_before_touching_jax(args, error, match):
     with pytest.raises(error, match=match):
-        distributed.initialize(*args)
+        train.initialize(*args)
 
 
 def test_initialize_rejects_unknown_cpu_collectives():
     with pytest.raises(ValueError, match="cpu_collectives: expected one of"):
-        distributed.initialize("localhost:1234", 1, 0, cpu_collectives="nccl")
+        train.initialize("localhost:1234", 1, 0, cpu_collectives="nccl")

@@ -134,8 +134,6 @@ CASES = {
     "gradcheck: params": (lambda: gradcheck(NET, PARAMS[:3], X, Y, "mse"), ValueError, r"params: expected 4 entries"),
     "gradcheck: eps": (lambda: gradcheck(NET, PARAMS, X, Y, "mse", eps=0.0), ValueError,
                        r"eps: expected a positive finite number, got 0.0"),
-    "gradcheck: grad_fn": (lambda: gradcheck(NET, PARAMS, X, Y, "mse", grad_fn="backprop"), TypeError,
-                           r"grad_fn: expected a callable"),
     "evaluate: x": (lambda: evaluate(NET, PARAMS, X[:, :1], Y, "mse"), ValueError, r"x: expected shape \(n, 2\)"),
     "init: key an int": (lambda: NET.init(0), TypeError, r"key: expected a PRNG key"),
     "init: a batch of keys": (lambda: NET.init(jax.random.split(jax.random.key(0), 4)), ValueError,
@@ -144,7 +142,7 @@ CASES = {
                     r"y_true: expected shape \(4, 1\) to match y_pred for mse, got \(4,\)"),
     "softmax CE: label": (lambda: losses.softmax_cross_entropy(jnp.zeros((2, 3)), jnp.array([0, 5])), ValueError,
                           r"labels: expected class labels in \[0, 3\) .* found 5 at index \(1,\)"),
-    "BCE grad: integer prediction": (lambda: losses.binary_crossentropy_grad(jnp.ones((2, 1), int), jnp.ones((2, 1))),
+    "BCE grad: integer prediction": (lambda: losses.binary_crossentropy_derivative(jnp.ones((2, 1), int), jnp.ones((2, 1))),
                                      TypeError, r"y_pred: expected a floating-point array"),
     "optimizer: unknown name": (lambda: optim.optimizer("adamw", 0.1), ValueError,
                                 r"name: unknown optimizer 'adamw'; expected one of: adagrad, adam, momentum, nesterov, rmsprop, sgd"),
@@ -181,7 +179,7 @@ def test_unknown_names_list_exactly_the_valid_ones():
         (lambda: losses.get("?"), losses.LOSSES),
         (lambda: optim.optimizer("?", 0.1), optim.OPTAX_OPTIMIZERS),
         (lambda: initializers.get("?"), initializers.INITIALIZERS),
-        (lambda: grad.gradient_fn("?"), grad.GRADIENTS),
+        (lambda: grad.route("?"), grad.ROUTES),
     ]
     for call, table in tables:
         with pytest.raises(ValueError) as info:
@@ -248,7 +246,7 @@ def test_compiled_code_is_unchanged_by_validation():
     # targets known at trace time are checked then, so nothing is added; traced targets get the NaN
     # guard for values outside [0, 1] (tests/test_losses.py)
     bare_bce_grad = lambda z: (activations.sigmoid(z) - Y) / z.size  # noqa: E731
-    assert (str(jax.make_jaxpr(lambda z: losses.sigmoid_binary_crossentropy_grad(z, Y))(Y)) ==
+    assert (str(jax.make_jaxpr(lambda z: losses.sigmoid_binary_crossentropy_derivative(z, Y))(Y)) ==
             str(jax.make_jaxpr(bare_bce_grad)(Y)))
 
 
@@ -404,7 +402,7 @@ def test_fuzz_losses_optimizers_and_helpers(tmp_path_factory, data_):
     kind = data_.draw(st.sampled_from(["loss", "optimizer", "one_hot", "mlp", "checkpoint"]))
     if kind == "loss":
         name = data_.draw(st.sampled_from(sorted(losses.LOSSES)))
-        fn = data_.draw(st.sampled_from([losses.LOSSES[name].value, losses.LOSSES[name].grad]))
+        fn = data_.draw(st.sampled_from([losses.LOSSES[name].value, losses.LOSSES[name].derivative]))
         pred_name, true_name = fn.__code__.co_varnames[:2]  # e.g. ("logits", "labels")
         n, k = data_.draw(st.integers(1, 4)), data_.draw(st.integers(2, 4))
         pred = jnp.zeros((n, k))

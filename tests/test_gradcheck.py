@@ -116,17 +116,6 @@ def test_a_gradient_of_the_wrong_shape_fails_its_leaf():
     assert "gradient of shape (1, 2)" in str(report)
 
 
-def test_deprecated_grad_fn_alias_keeps_the_old_signature():
-    def doubled(net, params, x, y, loss):
-        v, g = jaxnet.backprop(net, params, x, y, loss)
-        return v, jax.tree.map(lambda a: 2 * a, g)
-
-    with pytest.warns(DeprecationWarning, match="grad="):
-        assert not gradcheck(g2_net(), g2_params(), X, Y, "mse", grad_fn=doubled).passed
-    with pytest.raises(TypeError, match="^grad_fn: a deprecated alias"):
-        gradcheck(g2_net(), g2_params(), X, Y, "mse", grad="autodiff", grad_fn=doubled)
-
-
 # ------------------------------------------------------------------ the loss value (issue 13, item 7)
 
 

@@ -16,7 +16,7 @@ from hypothesis.extra import numpy as hnp
 from jaxnet import losses as L
 
 LN2 = 0.6931471805599453
-FUNCTIONS = [fn for loss in L.LOSSES.values() for fn in (loss.value, loss.grad)]
+FUNCTIONS = [fn for loss in L.LOSSES.values() for fn in (loss.value, loss.derivative)]
 
 
 def traced(fn, how):
@@ -59,7 +59,7 @@ def _cases(z, targets01, labels):
         name = case.split("/")[0]
         loss = L.LOSSES[name]
         ref_value, ref_grad = jax.value_and_grad(reference_value, argnums=1)(name, yp, yt)
-        out[case] = (loss.value(yp, yt), ref_value, loss.grad(yp, yt), ref_grad, jax.grad(loss.value)(yp, yt))
+        out[case] = (loss.value(yp, yt), ref_value, loss.derivative(yp, yt), ref_grad, jax.grad(loss.value)(yp, yt))
     return out
 
 
@@ -94,7 +94,7 @@ def test_n3_bce_saturated_prediction_is_finite(p, y, dtype):
         assert jnp.isnan(naive).all()  # the fault: 0 * log 0 in the textbook formula
         value = L.binary_crossentropy(yp, yt)
         assert 0 <= float(value) < 1e-6
-        g_hand, g_auto = L.binary_crossentropy_grad(yp, yt), jax.grad(L.binary_crossentropy)(yp, yt)
+        g_hand, g_auto = L.binary_crossentropy_derivative(yp, yt), jax.grad(L.binary_crossentropy)(yp, yt)
         # the clipped loss is flat beyond the clip: both gradients are exactly 0
         np.testing.assert_array_equal(g_hand, [[0.0]])
         np.testing.assert_array_equal(g_auto, [[0.0]])
@@ -121,7 +121,7 @@ def test_n4_softmax_cross_entropy_huge_logits(one_hot, how):
     z = jnp.array([[-431.0, 279.0, 427.0]])
     labels = jnp.array([[1.0, 0.0, 0.0]]) if one_hot else jnp.array([0])
     np.testing.assert_allclose(traced(L.softmax_cross_entropy, how)(z, labels), 858.0, rtol=1e-6)
-    for grad in (L.softmax_cross_entropy_grad, jax.grad(L.softmax_cross_entropy)):
+    for grad in (L.softmax_cross_entropy_derivative, jax.grad(L.softmax_cross_entropy)):
         np.testing.assert_allclose(traced(grad, how)(z, labels), [[-1.0, 0.0, 1.0]], atol=1e-6)
 
 
@@ -141,7 +141,7 @@ def test_r1_minus_inf_logit_on_a_zero_target_class(one_hot, how):
     np.testing.assert_allclose(value, LN2, rtol=1e-7)
     np.testing.assert_allclose(optax.losses.safe_softmax_cross_entropy(z, jax.nn.one_hot(jnp.array([1]), 3)), LN2,
                                rtol=1e-7)  # the independent reference agrees
-    for grad in (L.softmax_cross_entropy_grad, jax.grad(L.softmax_cross_entropy)):
+    for grad in (L.softmax_cross_entropy_derivative, jax.grad(L.softmax_cross_entropy)):
         np.testing.assert_array_equal(traced(grad, how)(z, labels), [[0.0, -0.5, 0.5]])
 
 
@@ -151,7 +151,7 @@ def test_zero_log_zero_in_the_binary_cross_entropies(how):
     the wrong target costs infinity (sigmoid form) or -log(eps) (clipped probabilities)."""
     z, y = jnp.array([[jnp.inf], [-jnp.inf]]), jnp.array([[1.0], [0.0]])
     assert float(traced(L.sigmoid_binary_crossentropy, how)(z, y)) == 0.0
-    for grad in (L.sigmoid_binary_crossentropy_grad, jax.grad(L.sigmoid_binary_crossentropy)):
+    for grad in (L.sigmoid_binary_crossentropy_derivative, jax.grad(L.sigmoid_binary_crossentropy)):
         np.testing.assert_array_equal(traced(grad, how)(z, y), [[0.0], [0.0]])
     assert float(traced(L.sigmoid_binary_crossentropy, how)(z, 1 - y)) == math.inf
     # soft targets: finite logits only; the value equals optax's
@@ -166,7 +166,7 @@ def test_zero_log_zero_in_the_binary_cross_entropies(how):
 def test_mse_is_a_mean_over_batch_and_outputs():
     yp, yt = jnp.array([[1.0, 2.0], [3.0, 4.0]]), jnp.zeros((2, 2))
     np.testing.assert_allclose(L.mse(yp, yt), (1 + 4 + 9 + 16) / 4)
-    np.testing.assert_allclose(L.mse_grad(yp, yt), 2 * np.asarray(yp) / 4)
+    np.testing.assert_allclose(L.mse_derivative(yp, yt), 2 * np.asarray(yp) / 4)
 
 
 def test_sigmoid_bce_equals_bce_of_sigmoid_in_range():
@@ -182,7 +182,7 @@ def test_sigmoid_bce_equals_bce_of_sigmoid_in_range():
 
 def wrong_shapes(fn):
     """(y_pred, y_true) of mismatched shapes for fn; each a broadcastable pair that used to go through."""
-    if fn in (L.softmax_cross_entropy, L.softmax_cross_entropy_grad):
+    if fn in (L.softmax_cross_entropy, L.softmax_cross_entropy_derivative):
         return [(jnp.zeros((4, 3)), jnp.zeros((4, 1), jnp.int32)),  # labels with a class axis
                 (jnp.zeros((4, 3)), jnp.zeros((4, 1))),  # float targets of one column
                 (jnp.zeros((4, 3)), jnp.zeros((4,)))]  # float labels
@@ -221,7 +221,7 @@ def test_traced_out_of_range_label_gives_nan_row(bad_label, how):
     with pytest.raises(ValueError, match=r"^labels: expected class labels in \[0, 3\)"):
         L.softmax_cross_entropy(logits, labels)  # eager: an error
     assert np.isnan(traced(L.softmax_cross_entropy, how)(logits, labels))
-    for grad in (L.softmax_cross_entropy_grad, jax.grad(L.softmax_cross_entropy)):
+    for grad in (L.softmax_cross_entropy_derivative, jax.grad(L.softmax_cross_entropy)):
         g = np.asarray(traced(grad, how)(logits, labels))
         assert np.isnan(g[1]).all()  # the bad row's gradient is NaN ...
         rows = np.array([0, 2])
@@ -245,7 +245,7 @@ def test_traced_values_outside_the_contract_give_nan(case, how):
     with pytest.raises(ValueError, match=r"^(y_pred|y_true|labels): expected .*in \[0, 1\]"):
         loss.value(y_pred, y_true)  # eager: an error
     assert np.isnan(traced(loss.value, how)(y_pred, y_true))
-    for grad in (loss.grad, jax.grad(loss.value)):
+    for grad in (loss.derivative, jax.grad(loss.value)):
         g = np.asarray(traced(grad, how)(y_pred, y_true))
         assert np.isnan(g[1]).all() and np.isfinite(g[[0, 2]]).all()
 

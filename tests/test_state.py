@@ -17,8 +17,9 @@ import pytest
 
 import jaxnet
 from jaxnet import BatchNorm, Dense, Dropout, Relu, Sigmoid, data, evaluate, fit, predict, serial
-from jaxnet.ensemble import fit_ensemble
-from jaxnet.train import FitResult, _run, epoch_keys
+from jaxnet.train import fit_ensemble
+from jaxnet.train import FitResult, epoch_keys
+from jaxnet.train._fit import _run
 
 
 def bn_first(dtype=jnp.float32):
@@ -200,21 +201,24 @@ def test_rebuilt_network_and_optimizer_do_not_recompile():
     assert BatchNorm() != BatchNorm(book=True)
 
 
-def test_five_argument_routes_still_work_for_plain_networks():
+def test_a_route_of_the_one_signature_trains_and_a_five_argument_one_is_refused_by_name():
     x, y = data.xor()
     net = jaxnet.mlp([2, 3, 1])
     _, params = net.init(jax.random.key(0))
 
-    def old_style(net, params, x, y, loss):
-        return jaxnet.autodiff(net, params, x, y, loss)
+    def mine(net, params, x, y, loss, *, state=None, key=None, train=False, weight_decay=None):
+        return jaxnet.autodiff(net, params, x, y, loss, state=state, key=key, train=train, weight_decay=weight_decay)
 
-    got = fit(net, params, x, y, loss="mse", optimizer=jaxnet.optim.sgd(1.0), epochs=5, grad=old_style)
+    got = fit(net, params, x, y, loss="mse", optimizer=jaxnet.optim.sgd(1.0), epochs=5, grad=mine)
     want = fit(net, params, x, y, loss="mse", optimizer=jaxnet.optim.sgd(1.0), epochs=5, grad="autodiff")
     np.testing.assert_allclose(got.params[0]["W"], want.params[0]["W"], rtol=1e-6)
-    bn = bn_first()
-    with pytest.raises(TypeError, match="^grad: "):
-        fit(bn, bn.init(jax.random.key(0))[1], x, y, loss="mse", optimizer=jaxnet.optim.sgd(1.0), epochs=1,
-            grad=old_style)
+
+    def old_style(net, params, x, y, loss):  # the signature before networks had state and randomness
+        return jaxnet.autodiff(net, params, x, y, loss)
+
+    with pytest.raises(TypeError, match="^grad: old_style does not accept the keyword argument.*state, key, train, "
+                                        "weight_decay"):
+        fit(net, params, x, y, loss="mse", optimizer=jaxnet.optim.sgd(1.0), epochs=1, grad=old_style)
 
 
 def test_a_wrong_custom_backward_is_reported_with_the_layer():

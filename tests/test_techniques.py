@@ -126,8 +126,9 @@ def test_missing_data_dir_is_an_error(tmp_path):
     assert info.value.code == 2
 
 
-def test_train_members_equals_sequential_fits():
-    """One member trained by the vmapped scan = `fit(..., epochs=1)` called round after round."""
+def test_train_members_is_fit_ensemble_and_each_member_is_fit():
+    """A member trained by the experiments' helper (one fit_ensemble call) = `fit` on its own: network
+    state (BatchNorm), weight decay, minibatches and per-epoch evaluation included."""
     net = serial(Dense(5), BatchNorm(), Relu, Dense(3), input_shape=(4,))
     _, params = net.init(jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (12, 4))
@@ -136,17 +137,12 @@ def test_train_members_equals_sequential_fits():
     run = tech.train_members(net, tech.stack([params]), x, y, make_optimizer=lambda: optim.optimizer("sgd", 0.1),
                              weight_decay=jnp.array([lam]), rounds=3, batch_size=5, key=key,
                              eval_sets={"train": (x, y)})
-    state, opt_state, losses = net.init_state((4,)), None, []
-    for t in range(3):
-        result = fit(net, params, x, y, loss="softmax_cross_entropy", optimizer=optim.optimizer("sgd", 0.1), epochs=1,
-                     batch_size=5, key=jax.random.fold_in(key, t), state=state, opt_state=opt_state, weight_decay=lam)
-        params, state, opt_state = result.params, result.state, result.opt_state
-        losses.append(float(result.history["loss"][0]))
-    np.testing.assert_allclose(run["loss"][0], losses, rtol=1e-5)
-    for got, want in zip(jax.tree.leaves(run["params"]), jax.tree.leaves(params)):
-        np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-6)
-    for got, want in zip(jax.tree.leaves(run["state"]), jax.tree.leaves(state)):
-        np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-6)
+    want = fit(net, params, x, y, loss="softmax_cross_entropy", optimizer=optim.optimizer("sgd", 0.1), epochs=3,
+               batch_size=5, key=key, weight_decay=lam, evaluation={"train": (x, y)})
+    np.testing.assert_allclose(run["loss"][0], want.history["loss"], rtol=1e-5)
+    np.testing.assert_allclose(run["train_accuracy"][0], want.history["train_accuracy"], rtol=1e-6)
+    for got, ref in zip(jax.tree.leaves((run["params"], run["state"])), jax.tree.leaves((want.params, want.state))):
+        np.testing.assert_allclose(got[0], ref, rtol=1e-5, atol=1e-6)
 
 
 @jax.numpy_dtype_promotion("standard")  # optax.adam's bias correction mixes int32 and float (strict mode)

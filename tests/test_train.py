@@ -96,7 +96,7 @@ def counting_loss():
         count[0] += 1
         return LOSSES["mse"].value(y_pred, y_true)
 
-    return Loss("counted_mse", value, LOSSES["mse"].grad, False, "identity"), count
+    return Loss("counted_mse", value, LOSSES["mse"].derivative, False, "identity"), count
 
 
 def test_a_new_learning_rate_does_not_recompile():

@@ -45,7 +45,7 @@ def run_devices(ensemble: Workload, data_parallel: Workload, key: jax.Array, rou
 
 
 def _race_devices(ensemble: Workload, data_parallel: Workload, key: jax.Array, rounds: int) -> dict:
-    from jaxnet.ensemble import device_mesh, fit_data_parallel, fit_ensemble
+    from jaxnet.train import device_mesh, fit_data_parallel, fit_ensemble
 
     k_data, k_init, k_fit = jax.random.split(key, 3)
     x, y = DATASETS[ensemble.dataset](k_data, ensemble)

@@ -3,7 +3,7 @@
 Contenders, all from the same initial parameters and running the same SGD:
 - `numpy`: the tutorial's algorithm (`jaxnet.reference`, float32 arrays); its learning rate is
   multiplied by the batch size, which undoes the tutorial's second division by the batch size.
-- `backprop`, `autodiff`: `jaxnet.fit` (or `jaxnet.ensemble.fit_ensemble`) with each gradient route.
+- `backprop`, `autodiff`: `jaxnet.fit` (or `jaxnet.train.fit_ensemble`) with each gradient route.
 - `plain`: a hand-written JAX loop: `lax.scan` over epochs (and over the same shuffled minibatches as
   `fit`, gathered per step), `jax.value_and_grad` of a jax.nn forward pass, `p - lr * g`. No jaxnet
   code runs in it, so `backprop / plain` is jaxnet's own overhead. Its sigmoid has jaxnet's accurate
@@ -263,7 +263,7 @@ def _fit_run(w, net, params, x, y, grad, batch_size, key) -> Callable[[], float]
 
 
 def _fit_ensemble_run(w, net, params, x, y, grad) -> Callable[[], float]:
-    from jaxnet.ensemble import fit_ensemble
+    from jaxnet.train import fit_ensemble
 
     def run():
         result = fit_ensemble(net, x, y, params=params, loss=w.loss, optimizer="sgd",

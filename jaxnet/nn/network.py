@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnet.validate import _compare_tree, check_key, check_network_input, check_params, check_positive, layer_shapes
+from jaxnet.validate import _compare_tree, check_key, check_network_input, check_positive, layer_shapes
 from jaxnet.nn._layer import Layer, as_shape, require_key
 from jaxnet.nn.activations import activation_layer
 from jaxnet.nn.dense import Dense
@@ -142,31 +142,37 @@ class Network(Layer):
 
     # ------------------------------------------------------------------ checks
     def _check(self, params, x, state, key, train):
+        """Every public computation's checks (static: shapes, dtypes, the key's presence)."""
         if key is not None:
             check_key("key", key, single=True)
         if train and self.is_random:
             require_key(self.name, key, train)
-        check_network_input(self, params, x, batched=False)
+        in_shape, _ = check_network_input(self, params, x, batched=False, with_input=True)
         if state is not None or (self.has_state and not train):
-            self._check_state(params, x, state)
+            self.check_state(state, in_shape)
 
-    def _check_state(self, params, x, state):
-        shape = tuple(np.shape(x))
-        in_shape = shape[1:]
-        try:
-            check_params(self, params, in_shape)
-        except (ValueError, TypeError):
-            in_shape = shape
+    def check_state(self, state, input_shape):
+        """Raise ValueError unless `state` has the structure, shapes and dtypes of
+        `self.init_state(input_shape)` (`input_shape` without the batch axis); a missing state for a
+        network with BatchNorm names the fix. Static: works under jit."""
         if state is None:
+            if not self.has_state:
+                return
             raise ValueError(f"state: {self.name} has layers with state (BatchNorm) and evaluation mode "
                              f"(train=False) uses their running statistics; pass state=net.init_state() or "
                              f"fit's result.state")
-        _compare_tree("state", f"the state of {self.name} (net.init_state)", _state_template(self, in_shape), state)
+        _compare_tree("state", f"the state of {self.name} (net.init_state)", _state_template(self, tuple(input_shape)),
+                      state)
 
     # ------------------------------------------------------------------ computation
     def forward(self, params, x, *, state=None, key=None, train=False) -> list:
         """Every intermediate array `[x, out_1, ..., out_L]` (see the module docstring)."""
         self._check(params, x, state, key, train)
+        return self._forward(params, x, state=state, key=key, train=train)
+
+    def _forward(self, params, x, *, state=None, key=None, train=False) -> list:
+        """`forward` without the checks: for callers that validated params, x and state once already
+        (the training engine, per step)."""
         outputs = [x]
         for i, (layer, p) in enumerate(zip(self.layers, params)):
             outputs.append(layer.apply(p, outputs[-1], state=_entry(state, i), key=_fold(key, i), train=train))
@@ -184,7 +190,9 @@ class Network(Layer):
         return self.backward_from(params, outputs, dy, state=state, key=key, train=train)
 
     def backward_from(self, params, outputs, dy, *, state=None, key=None, train=False):
-        """The delta recursion given `forward`'s outputs and dL/dy: walk the layers in reverse."""
+        """The delta recursion given `forward`'s outputs and dL/dy: walk the layers in reverse. Each
+        layer's result is compared with its params and input (structure, shapes, dtypes: static, so
+        free in compiled code), and a mismatch names the layer."""
         grads = [None] * len(self.layers)
         for i in reversed(range(len(self.layers))):
             layer = self.layers[i]
@@ -203,7 +211,14 @@ class Network(Layer):
         training mode (the same dropout masks as the step, given the same key)."""
         if not self.has_state:
             return state
-        outputs = self.forward(params, x, key=key, train=True)
+        self._check(params, x, state, key, True)
+        return self._update_state(params, state, x, key=key)
+
+    def _update_state(self, params, state, x, *, key=None):
+        """`update_state` without the checks (see `_forward`)."""
+        if not self.has_state:
+            return state
+        outputs = self._forward(params, x, key=key, train=True)
         return tuple(layer.update_state(p, s, out, key=_fold(key, i))
                      for i, (layer, p, s, out) in enumerate(zip(self.layers, params, state, outputs)))
 

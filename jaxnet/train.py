@@ -20,8 +20,8 @@ import optax
 
 from jaxnet import losses as losses_lib
 from jaxnet import metrics, optim
-from jaxnet.validate import (all_finite, as_float_array, check_data, check_finite_tree, check_key,
-                            check_opt_state, check_output_pairing, check_positive, float_dtype_of)
+from jaxnet.validate import (all_finite, as_float_array, check_batch_statistics, check_data, check_finite_tree,
+                            check_key, check_opt_state, check_output_pairing, check_positive, float_dtype_of)
 from jaxnet.grad import gradient_fn
 from jaxnet.nn.network import Network
 from jaxnet.optim import learning_rate_of
@@ -170,7 +170,10 @@ def fit(
             gradient names (listing the valid ones); params or
             state that do not fit the network; x or y of the wrong shape; class labels out of range or
             targets outside [0, 1]; NaN or infinity in x, y or params; epochs or batch_size < 1,
-            batch_size > n; a missing key (minibatches, Dropout) or a batch of keys; an opt_state that
+            batch_size > n; a step that would give a BatchNorm layer one value per channel
+            (`jaxnet.validate.check_batch_statistics`: a Dense -> BatchNorm step of one example; a
+            Conv -> BatchNorm step of one image is fine); a missing key (minibatches, Dropout) or a
+            batch of keys; an opt_state that
             does not match `optimizer.init(params)`; validation_data that is not a pair or fails the
             same checks as (x, y).
     """
@@ -190,10 +193,7 @@ def fit(
             raise ValueError(f"batch_size: expected at most the number of examples {n}, got {batch_size}")
         if key is None:
             raise ValueError("key: minibatch training shuffles every epoch and needs a PRNG key")
-        if net.has_state and 1 in (batch_size, n % batch_size):
-            raise ValueError(f"batch_size: {batch_size} leaves a step with a single example (n = {n}), whose batch "
-                             f"statistics are undefined for {net.name}'s BatchNorm; choose a batch size with "
-                             f"n % batch_size != 1")
+    check_batch_statistics(net, x.shape[1:], batch_size, n)
     if key is None and net.is_random:
         raise ValueError(f"key: {net.name} has Dropout, whose masks are drawn from a PRNG key; pass key=")
     if key is not None:

@@ -280,6 +280,55 @@ def check_params(net: Any, params: Any, input_shape: tuple[int, ...], *, name: s
     return shape
 
 
+def _batch_statistics_layers(net: Any, input_shape: tuple[int, ...], path: str = "") -> list:
+    """[(where, layer, values per channel per example)] for each layer that takes batch statistics in
+    training (BatchNorm: one channel is input_shape[0], and each example holds prod(input_shape[1:])
+    values of it), found by walking `net`'s layers (nested networks too) with their shapes."""
+    from jaxnet.nn.normalization import BatchNorm  # validate is imported by the layers: import late
+
+    found, shape = [], tuple(input_shape)
+    for i, layer in enumerate(net.layers):
+        where = f"{path}layer {i} ({layer.name})"
+        if isinstance(layer, BatchNorm):
+            found.append((where, layer, math.prod(shape[1:])))
+        elif hasattr(layer, "layers"):  # a nested Network
+            found += _batch_statistics_layers(layer, shape, f"{where}: ")
+        shape = layer_shapes(layer, shape)[0]
+    return found
+
+
+def check_batch_statistics(net: Any, input_shape: tuple[int, ...], batch_size: int | None, n: int) -> None:
+    """Raise when a training step would give a BatchNorm layer a single value per channel.
+
+    In training, BatchNorm estimates each channel's mean and variance from the values the channel
+    takes in the step's batch: `examples * prod(spatial dims)` of them (features: one per example;
+    (C, H, W) maps after a convolution: H W per example). With one value the variance is 0 and the
+    step is undefined; with two or more it is not. `fit`'s steps hold `batch_size` examples, then
+    a last step of `n % batch_size` when that is not 0 (all n at once when `batch_size` is None).
+    So Conv -> BatchNorm trains with a last step of one image, Dense -> BatchNorm does not.
+
+    Args:
+        net: a `jaxnet.Network`. input_shape: one example's shape (no batch axis).
+        batch_size: examples per step, or None (full batch). n: the number of examples.
+
+    Raises:
+        ValueError: naming `batch_size` (or `x` for a full batch of one example), the step size, the
+            BatchNorm layer and its values per channel.
+    """
+    steps = [n] if batch_size is None else sorted({batch_size, n % batch_size} - {0})
+    for where, _, per_example in _batch_statistics_layers(net, tuple(input_shape)):
+        for examples in steps:
+            if examples * per_example < 2:
+                if batch_size is None:
+                    raise ValueError(f"x: a single example (n = {n}) gives {where} of {net.name} 1 value per "
+                                     f"channel in training mode, whose batch variance is undefined; use more "
+                                     f"examples")
+                raise ValueError(f"batch_size: {batch_size} leaves a step with {examples} example (n = {n}), which "
+                                 f"gives {where} of {net.name} {examples * per_example} value per channel in "
+                                 f"training mode: its batch variance is undefined; choose a batch size with "
+                                 f"batch_size > 1 and n % batch_size != 1")
+
+
 def check_network_input(net: Any, params: Any, x: Any, *, name: str = "x", params_name: str = "params",
                         batched: bool = True) -> tuple[int, ...]:
     """Check params against `net` and `x`'s shape against the network's input; return the output shape

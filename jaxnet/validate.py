@@ -57,6 +57,9 @@ def as_float_array(name: str, x: Any, *, ndim: int | Iterable[int] | None = None
         ValueError: its rank is not `ndim` (or one of `ndim`).
     """
     arr = as_array(name, x, "an array of floats")
+    if jnp.issubdtype(arr.dtype, jnp.complexfloating):
+        raise TypeError(f"{name}: expected a real floating-point array (float32 or float64), got dtype {arr.dtype}; "
+                        f"jaxnet's networks are real-valued: pass {name}.real or jnp.abs({name}) explicitly")
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         raise TypeError(
             f"{name}: expected a floating-point array (float32 or float64), got dtype {arr.dtype}; "
@@ -337,8 +340,22 @@ def check_network_input(net: Any, params: Any, x: Any, *, name: str = "x", param
     `x` is a batch (batch, *input_shape) when `batched`; otherwise one example `input_shape` is
     accepted too. When the params fit the network's construction-time input shape but not `x`, the
     error names `x`; otherwise it names the first params leaf that differs. Works on tracers (shapes
-    only).
+    and dtypes only).
+
+    Raises:
+        TypeError: x of a complex dtype (the layers are real-valued: the imaginary part would be
+            dropped or would leak into the output without an error).
+        ValueError: a shape that does not fit the network, or params that do not fit it.
     """
+    dtype = getattr(x, "dtype", None)
+    if dtype is None and isinstance(x, (list, tuple, complex)) and jax.tree.leaves(x):
+        try:  # nested lists of numbers (or of tracers, under jit)
+            dtype = jnp.result_type(*jax.tree.leaves(x))
+        except TypeError:
+            dtype = None
+    if dtype is not None and jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(f"{name}: expected real floating-point inputs (float32 or float64) for {net.name}, got "
+                        f"dtype {dtype}; the layers are real-valued: pass {name}.real or jnp.abs({name}) explicitly")
     shape = tuple(np.shape(x))
     candidates = [shape[1:]] if shape else []
     if not batched:

@@ -371,6 +371,11 @@ def test_l2_term_and_gradient_include_conv_weights(x64):
         np.testing.assert_allclose(value, expected_value, rtol=1e-12)
         for got, expected in zip(jax.tree.leaves(grads), jax.tree.leaves(expected_grads)):
             np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-13)
+    # gradcheck(weight_decay=) checks the loss fit trains, conv weights' term included
+    report = jaxnet.gradcheck(net, params, x, labels, "softmax_cross_entropy", state=state, train=True,
+                              weight_decay=LAMBDA, max_fd_coords=4)
+    assert report.passed, str(report)
+    np.testing.assert_allclose(report.loss, expected_value, rtol=1e-12)
 
 
 def _plain_loss_conv_l2(params, x, labels, lam):
@@ -422,3 +427,14 @@ def test_adam_l2_and_adamw_decay_conv_weights(rule, x64):
     expected = _numpy_adam(params, grad_fn, steps, lr=lr, lam=lam, decoupled=rule == "adamw")
     for got, want in zip(jax.tree.leaves(result.params), jax.tree.leaves(tuple(expected))):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_the_shape_rule_holds_per_member_under_vmap():
+    # stacked params (an ensemble axis in front) give every leaf one more axis; under vmap each
+    # member's leaves have their own shapes, so biases stay undecayed
+    net, _, x, labels = _conv_net(jnp.float32)
+    stacked = jax.vmap(lambda k: _randomise(net.init(k, (1, 4, 4))[1], k))(jax.random.split(jax.random.key(3), 3))
+    penalties = jax.vmap(lambda p: l2_penalty(net, p, LAMBDA))(stacked)
+    for i in range(3):
+        member = jax.tree.map(lambda a: a[i], stacked)
+        np.testing.assert_allclose(penalties[i], _plain_penalty(member, LAMBDA), rtol=1e-6)

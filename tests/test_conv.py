@@ -238,7 +238,8 @@ def test_padded_pooling_matches_reduce_window(case, seed):
     # count_include_pad=True) and jax.vjp of it; negative values with ties, so that zero padding
     # would change a border maximum and the tie rule (R6: the first maximum) is exercised.
     shape, (ph, pw), stride, padding = case
-    dims, strides, pads = (1, 1, ph, pw), (1, 1, stride, stride), ((0, 0), (0, 0), (padding, padding), (padding, padding))
+    dims, strides = (1, 1, ph, pw), (1, 1, stride, stride)
+    pads = ((0, 0), (0, 0), (padding, padding), (padding, padding))
     reductions = {
         nn.MaxPool2D((ph, pw), stride, padding): lambda v: lax.reduce_window(v, -jnp.inf, lax.max, dims, strides, pads),
         nn.AvgPool2D((ph, pw), stride, padding): lambda v: lax.reduce_window(v, 0.0, lax.add, dims, strides, pads)

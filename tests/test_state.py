@@ -338,7 +338,8 @@ def test_dense_batchnorm_still_refuses_a_step_of_one_example():
     net = serial(Dense(4), BatchNorm(), Dense(1), input_shape=(2,))
     _, params = net.init(jax.random.key(0))
     kw = dict(loss="mse", optimizer="sgd", hyperparams={"learning_rate": 0.1}, epochs=1, key=jax.random.key(0))
-    with pytest.raises(ValueError, match=r"^batch_size: 4 leaves a step with 1 example \(n = 9\).*layer 1 \(BatchNorm\)"):
+    refused = r"^batch_size: 4 leaves a step with 1 example \(n = 9\).*layer 1 \(BatchNorm\)"
+    with pytest.raises(ValueError, match=refused):
         fit(net, params, x, y, batch_size=4, **kw)
     with pytest.raises(ValueError, match="^batch_size: 1 "):
         fit(net, params, x, y, batch_size=1, **kw)

@@ -57,6 +57,9 @@ def as_float_array(name: str, x: Any, *, ndim: int | Iterable[int] | None = None
         ValueError: its rank is not `ndim` (or one of `ndim`).
     """
     arr = as_array(name, x, "an array of floats")
+    if jnp.issubdtype(arr.dtype, jnp.complexfloating):
+        raise TypeError(f"{name}: expected a real floating-point array (float32 or float64), got dtype {arr.dtype}; "
+                        f"jaxnet's networks are real-valued: pass {name}.real or jnp.abs({name}) explicitly")
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         raise TypeError(
             f"{name}: expected a floating-point array (float32 or float64), got dtype {arr.dtype}; "
@@ -280,6 +283,55 @@ def check_params(net: Any, params: Any, input_shape: tuple[int, ...], *, name: s
     return shape
 
 
+def _batch_statistics_layers(net: Any, input_shape: tuple[int, ...], path: str = "") -> list:
+    """[(where, layer, values per channel per example)] for each layer that takes batch statistics in
+    training (BatchNorm: one channel is input_shape[0], and each example holds prod(input_shape[1:])
+    values of it), found by walking `net`'s layers (nested networks too) with their shapes."""
+    from jaxnet.nn.normalization import BatchNorm  # validate is imported by the layers: import late
+
+    found, shape = [], tuple(input_shape)
+    for i, layer in enumerate(net.layers):
+        where = f"{path}layer {i} ({layer.name})"
+        if isinstance(layer, BatchNorm):
+            found.append((where, layer, math.prod(shape[1:])))
+        elif hasattr(layer, "layers"):  # a nested Network
+            found += _batch_statistics_layers(layer, shape, f"{where}: ")
+        shape = layer_shapes(layer, shape)[0]
+    return found
+
+
+def check_batch_statistics(net: Any, input_shape: tuple[int, ...], batch_size: int | None, n: int) -> None:
+    """Raise when a training step would give a BatchNorm layer a single value per channel.
+
+    In training, BatchNorm estimates each channel's mean and variance from the values the channel
+    takes in the step's batch: `examples * prod(spatial dims)` of them (features: one per example;
+    (C, H, W) maps after a convolution: H W per example). With one value the variance is 0 and the
+    step is undefined; with two or more it is not. `fit`'s steps hold `batch_size` examples, then
+    a last step of `n % batch_size` when that is not 0 (all n at once when `batch_size` is None).
+    So Conv -> BatchNorm trains with a last step of one image, Dense -> BatchNorm does not.
+
+    Args:
+        net: a `jaxnet.Network`. input_shape: one example's shape (no batch axis).
+        batch_size: examples per step, or None (full batch). n: the number of examples.
+
+    Raises:
+        ValueError: naming `batch_size` (or `x` for a full batch of one example), the step size, the
+            BatchNorm layer and its values per channel.
+    """
+    steps = [n] if batch_size is None else sorted({batch_size, n % batch_size} - {0})
+    for where, _, per_example in _batch_statistics_layers(net, tuple(input_shape)):
+        for examples in steps:
+            if examples * per_example < 2:
+                if batch_size is None:
+                    raise ValueError(f"x: a single example (n = {n}) gives {where} of {net.name} 1 value per "
+                                     f"channel in training mode, whose batch variance is undefined; use more "
+                                     f"examples")
+                raise ValueError(f"batch_size: {batch_size} leaves a step with {examples} example (n = {n}), which "
+                                 f"gives {where} of {net.name} {examples * per_example} value per channel in "
+                                 f"training mode: its batch variance is undefined; choose a batch size with "
+                                 f"batch_size > 1 and n % batch_size != 1")
+
+
 def check_network_input(net: Any, params: Any, x: Any, *, name: str = "x", params_name: str = "params",
                         batched: bool = True, with_input: bool = False) -> Any:
     """Check params against `net` and `x`'s shape against the network's input; return the output shape
@@ -288,8 +340,22 @@ def check_network_input(net: Any, params: Any, x: Any, *, name: str = "x", param
     `x` is a batch (batch, *input_shape) when `batched`; otherwise one example `input_shape` is
     accepted too. When the params fit the network's construction-time input shape but not `x`, the
     error names `x`; otherwise it names the first params leaf that differs. Works on tracers (shapes
-    only).
+    and dtypes only).
+
+    Raises:
+        TypeError: x of a complex dtype (the layers are real-valued: the imaginary part would be
+            dropped or would leak into the output without an error).
+        ValueError: a shape that does not fit the network, or params that do not fit it.
     """
+    dtype = getattr(x, "dtype", None)
+    if dtype is None and isinstance(x, (list, tuple, complex)) and jax.tree.leaves(x):
+        try:  # nested lists of numbers (or of tracers, under jit)
+            dtype = jnp.result_type(*jax.tree.leaves(x))
+        except TypeError:
+            dtype = None
+    if dtype is not None and jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(f"{name}: expected real floating-point inputs (float32 or float64) for {net.name}, got "
+                        f"dtype {dtype}; the layers are real-valued: pass {name}.real or jnp.abs({name}) explicitly")
     shape = tuple(np.shape(x))
     candidates = [shape[1:]] if shape else []
     if not batched:

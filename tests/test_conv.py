@@ -217,6 +217,78 @@ def test_pooling_matches_reduce_window_with_ties(case, seed):
         close(hand_and_reference(x, dy)[0][0][1], numpy_pool.backward(np.asarray(dy)))
 
 
+@st.composite
+def padded_pooling(draw):
+    ph, pw = draw(st.integers(2, 4)), draw(st.integers(2, 4))
+    padding = draw(st.integers(1, min(ph, pw) // 2))
+    stride = draw(st.integers(1, 3))
+    oh, ow = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    h, w = (oh - 1) * stride + ph - 2 * padding, (ow - 1) * stride + pw - 2 * padding
+    assume(h >= 1 and w >= 1)
+    return (draw(st.integers(1, 2)), draw(st.integers(1, 2)), h, w), (ph, pw), stride, padding
+
+
+@settings(max_examples=4)
+@given(padded_pooling(), st.integers(0, 2**16))
+@example((((1, 1, 3, 3), (2, 2), 1, 1)), 0)
+def test_padded_pooling_matches_reduce_window(case, seed):
+    # Reference: lax.reduce_window with the same padding (max: init -inf, so the padding never wins;
+    # average: the sum over the padded window divided by ph pw, zeros counted, as PyTorch's default
+    # count_include_pad=True) and jax.vjp of it; negative values with ties, so that zero padding
+    # would change a border maximum and the tie rule (R6: the first maximum) is exercised.
+    shape, (ph, pw), stride, padding = case
+    dims, strides = (1, 1, ph, pw), (1, 1, stride, stride)
+    pads = ((0, 0), (0, 0), (padding, padding), (padding, padding))
+    reductions = {
+        jaxnet.MaxPool2D((ph, pw), stride, padding): lambda v: lax.reduce_window(v, -jnp.inf, lax.max, dims, strides, pads),
+        jaxnet.AvgPool2D((ph, pw), stride, padding): lambda v: lax.reduce_window(v, 0.0, lax.add, dims, strides, pads)
+        / (ph * pw),
+    }
+    with jax.enable_x64(True):
+        kx, ky = jax.random.split(jax.random.key(seed))
+        x = jax.random.randint(kx, shape, -3, 0).astype(jnp.float64)  # values in {-3, -2, -1}: ties, all negative
+        for layer, reference in reductions.items():
+            out_shape = layer.init(None, shape[1:])[0]
+            dy = jax.random.normal(ky, (shape[0], *out_shape), jnp.float64)
+            y = layer.apply({}, x)
+            ref, vjp = jax.vjp(reference, x)
+            close(y, ref)
+            close(layer.backward({}, x, y, dy)[1], vjp(dy)[0])
+            # jax.vjp of apply itself (jnp.max splits a tie, so on values without ties)
+            assert jaxnet.check_layer(layer, -jnp.abs(jax.random.normal(kx, shape, jnp.float64))).passed
+
+
+def test_padded_max_pool_ties_go_to_the_first_maximum():
+    # R6 with padding: the 3 x 3 example, a 2 x 2 pool, stride 1, padding 1 (a 4 x 4 output)
+    x = jnp.array([[1.0, 3, 2], [4, 4, 1], [0, 2, 5]])[None, None]
+    pool = jaxnet.MaxPool2D(2, stride=1, padding=1)
+    y = pool.apply({}, x)
+    np.testing.assert_array_equal(y[0, 0], [[1, 3, 3, 2], [4, 4, 4, 2], [4, 4, 5, 5], [0, 2, 5, 5]])
+    _, dx = pool.backward({}, x, y, jnp.ones_like(y))
+    # by hand: each window's dy to its first maximum in row-major order
+    np.testing.assert_array_equal(dx[0, 0], [[1, 2, 2], [4, 1, 0], [1, 1, 4]])
+    ref = jax.grad(lambda v: jnp.sum(lax.reduce_window(v, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 1, 1),
+                                                       ((0, 0), (0, 0), (1, 1), (1, 1)))))(x)
+    np.testing.assert_array_equal(dx, ref)
+    # average pooling counts the zeros: the corner window holds x[0, 0] = 1 and three zeros
+    assert float(jaxnet.AvgPool2D(2, stride=1, padding=1).apply({}, x)[0, 0, 0, 0]) == 0.25
+
+
+def test_pooling_padding_errors_and_shapes():
+    assert jaxnet.MaxPool2D(2, padding=1).init(None, (3, 4, 4))[0] == (3, 3, 3)
+    assert jaxnet.AvgPool2D(3, stride=1, padding=1).init(None, (3, 5, 5))[0] == (3, 5, 5)  # "same" pooling
+    assert jaxnet.MaxPool2D(2) == jaxnet.MaxPool2D(2, padding=0) != jaxnet.MaxPool2D(2, padding=1)
+    assert jaxnet.MaxPool2D(2, padding=1).name == "MaxPool2D(2x2, stride=2, padding=1)"
+    with pytest.raises(ValueError, match=r"^padding: .*up to half the pool size, 1.*got 2"):
+        jaxnet.MaxPool2D(2, padding=2)
+    with pytest.raises(ValueError, match=r"^padding: expected an int >= 0"):
+        jaxnet.AvgPool2D(2, padding=-1)
+    with pytest.raises(TypeError, match=r"^padding: "):
+        jaxnet.MaxPool2D(2, padding=0.5)
+    with pytest.raises(ValueError, match=r"^input_shape: .*stride"):
+        jaxnet.MaxPool2D(2, padding=1).init(None, (3, 5, 5))
+
+
 def test_pooling_and_flatten_errors_and_shapes():
     assert jaxnet.MaxPool2D(2).init(None, (30, 24, 24))[0] == (30, 12, 12)
     assert jaxnet.MaxPool2D(2) == jaxnet.MaxPool2D((2, 2), stride=2) and jaxnet.MaxPool2D(2) != jaxnet.AvgPool2D(2)

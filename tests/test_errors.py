@@ -269,6 +269,22 @@ def test_transformations_still_work():
 # Fuzz: malformed input anywhere gives only the documented errors
 # ------------------------------------------------------------------------------------------------
 
+def test_complex_inputs_are_refused_everywhere_naming_x():
+    # net.apply used to drop the imaginary part silently (a float32 output from complex64 inputs)
+    from jaxnet import predict
+
+    for x in (X.astype(jnp.complex64), np.asarray(X, np.complex128) + 1j, [[1j, 0.0]]):
+        calls = [lambda: NET.apply(PARAMS, x), lambda: NET.forward(PARAMS, x), lambda: jax.jit(NET.apply)(PARAMS, x),
+                 lambda: NET.backward(PARAMS, x, None, jnp.ones((np.shape(x)[0], 1))),
+                 lambda: predict(NET, PARAMS, x), lambda: fit_with(x=x)(), lambda: backprop(NET, PARAMS, x, Y, "mse"),
+                 lambda: evaluate(NET, PARAMS, x, Y, "mse"), lambda: gradcheck(NET, PARAMS, x, Y, "mse")]
+        if np.shape(x)[0] != 4:
+            calls = calls[:5]
+        for i, bad in enumerate(calls):
+            with pytest.raises(TypeError, match=r"^x: expected .*real floating-point.* got dtype complex"):
+                bad()
+
+
 ENTRIES = ("fit", "backprop", "autodiff", "gradcheck", "evaluate", "apply")
 
 

@@ -168,6 +168,58 @@ def test_batchnorm_per_channel_against_numpy_and_jax_grad(shape, book, x64):
     np.testing.assert_allclose(new["var"], 0.9 * var + 0.1 * x.var(axis=bn_axes(x)), rtol=1e-13)
 
 
+# ------------------------------------------------------------------ BatchNorm in float32 at large means (issue 21)
+
+
+def _large_mean_batch(shape, mean, rng):
+    """float32 data with the given channel mean: channel 0 std 0.1, channel 1 constant (a value that is
+    not a round number, so that a float32 sum of it rounds), channel 2 std 1."""
+    x = mean + rng.standard_normal(shape) * bn_channel([0.1, 0.0, 1.0], np.zeros(shape))
+    x[:, 1] = mean * 1.2345678
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("mean", [1e2, 1e3, 1e4, 1e5, 1e6, 1e7])
+@pytest.mark.parametrize("shape", [(128, 3), (16, 3, 4, 4)], ids=["(batch, features)", "(N, C, H, W)"])
+@pytest.mark.parametrize("book", [False, True])
+def test_batchnorm_float32_statistics_at_large_means_match_numpy_float64(mean, shape, book):
+    # Reference: numpy float64 on the very same float32 inputs. Before the shifted statistics, a
+    # constant channel of 1e4 normalised to values near 1 (float64: exactly 0) and data of mean 1e4,
+    # std 0.1 to values off by 1e-2.
+    rng = np.random.default_rng(int(np.log10(mean)))
+    x = _large_mean_batch(shape, mean, rng)
+    x64, dy = x.astype(np.float64), rng.standard_normal(shape).astype(np.float32)
+    gamma, beta = np.array([1.5, 1.0, 0.7], np.float32), np.array([0.2, -0.1, -0.3], np.float32)
+    bn = BatchNorm(book=book)
+    params = {"gamma": jnp.asarray(gamma), "beta": jnp.asarray(beta)}
+    y = np.asarray(bn.apply(params, jnp.asarray(x), train=True))
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y[:, 1], np.broadcast_to(bn_channel(beta, x)[:, 1], y[:, 1].shape), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(y, bn_forward_numpy(x64, gamma, beta, bn.eps), rtol=0, atol=1e-5)
+    grads, dx = bn.backward(params, jnp.asarray(x), jnp.asarray(y), jnp.asarray(dy), train=True)
+    ref_grads, ref_dx = bn_backward_numpy(x64, gamma, dy.astype(np.float64), bn.eps)
+    np.testing.assert_allclose(dx, ref_dx, rtol=0, atol=1e-6 * np.max(np.abs(ref_dx)))
+    x_hat = (bn_forward_numpy(x64, np.ones(3), np.zeros(3), bn.eps))
+    bound = 1e-6 * np.sum(np.abs(dy) * (1 + np.abs(x_hat)), axis=bn_axes(x))  # float32 rounding of the sums
+    for name in ("gamma", "beta"):
+        assert np.all(np.abs(np.asarray(grads[name]) - ref_grads[name]) <= bound), name
+    state = bn.init_state(shape[1:])
+    new = bn.update_state(params, state, jnp.asarray(x))
+    m = bn.momentum
+    np.testing.assert_allclose(new["mean"], m * np.asarray(state["mean"]) + (1 - m) * x64.mean(axis=bn_axes(x)),
+                               rtol=1e-6)
+    want_var = m * np.asarray(state["var"]) + (1 - m) * x64.var(axis=bn_axes(x))
+    np.testing.assert_allclose(new["var"], want_var, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(8, 3), (4, 3, 2, 2)])
+def test_batchnorm_hand_backward_is_jax_grad_at_large_means_float64(shape, x64):
+    x = jnp.asarray(_large_mean_batch(shape, 1e6, np.random.default_rng(0)), jnp.float64)
+    for train in (True, False):
+        state = {"mean": jnp.full((3,), 1e6), "var": jnp.array([0.01, 1e-4, 1.0])}
+        assert jaxnet.check_layer(BatchNorm(), x, train=train, state=state).passed
+
+
 # ------------------------------------------------------------------ Dropout
 
 

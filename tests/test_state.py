@@ -280,3 +280,82 @@ def test_plateau_decay_decides_once_per_epoch_with_minibatches():
                 scale, wait = scale * 0.5, 0
     np.testing.assert_allclose(history["learning_rate"], expected, rtol=1e-6)
     assert expected[-1] < 1.0
+
+
+# ----------------------------------------------------------------------------------------------
+# BatchNorm minibatches: the rule counts values per channel, not examples (issue 21, item 4)
+# ----------------------------------------------------------------------------------------------
+
+
+def _plain_conv_bn(params, x):
+    """Conv2D(2, 3x3) -> BatchNorm (training, eps 1e-5) -> Flatten -> Dense(1) in plain jnp/lax; also
+    returns the batch mean and biased variance of the BatchNorm input, per channel."""
+    conv, bn, _, dense = params
+    h = jax.lax.conv_general_dilated(x, conv["W"], (1, 1), [(0, 0), (0, 0)],
+                                     dimension_numbers=("NCHW", "OIHW", "NCHW")) + conv["b"][None, :, None, None]
+    mu = jnp.mean(h, axis=(0, 2, 3))
+    var = jnp.mean((h - mu[None, :, None, None]) ** 2, axis=(0, 2, 3))
+    h_hat = (h - mu[None, :, None, None]) / jnp.sqrt(var[None, :, None, None] + 1e-5)
+    out = (bn["gamma"][None, :, None, None] * h_hat + bn["beta"][None, :, None, None]).reshape(len(x), -1)
+    return out @ dense["W"] + dense["b"], (mu, var)
+
+
+def test_conv_batchnorm_trains_with_a_last_step_of_one_image(x64):
+    # 5 images, batch_size 2: steps of 2, 2 and 1 image; the last one still gives BatchNorm 9 values
+    # per channel (3 x 3 maps). Reference: plain jnp/lax and jax.grad, SGD by hand, the running
+    # statistics by their closed form, in fit's documented order (epoch_keys' permutation).
+    f64 = jnp.float64
+    net = serial(jaxnet.Conv2D(2, 3, dtype=f64), BatchNorm(dtype=f64), jaxnet.Flatten(), Dense(1, dtype=f64))
+    _, params = net.init(jax.random.key(0), (1, 5, 5))
+    x = jax.random.normal(jax.random.key(1), (5, 1, 5, 5), f64)
+    y = jax.random.normal(jax.random.key(2), (5, 1), f64)
+    key, lr, epochs = jax.random.key(3), 0.1, 2
+    result = fit(net, params, x, y, loss="mse", optimizer="sgd", hyperparams={"learning_rate": lr}, epochs=epochs,
+                 batch_size=2, key=key)
+
+    def loss(p, xb, yb):
+        out, stats = _plain_conv_bn(p, xb)
+        return jnp.mean((out - yb) ** 2), stats
+
+    p, mean, var = params, jnp.zeros(2, f64), jnp.ones(2, f64)
+    shuffle_keys, _ = epoch_keys(key, epochs)
+    for t in range(epochs):
+        perm = np.asarray(jax.random.permutation(shuffle_keys[t], 5))
+        total = 0.0
+        for rows in (perm[:2], perm[2:4], perm[4:]):
+            (value, (mu, v)), grads = jax.value_and_grad(loss, has_aux=True)(p, x[rows], y[rows])
+            total += float(value) * len(rows)
+            mean, var = 0.9 * mean + 0.1 * mu, 0.9 * var + 0.1 * v
+            p = jax.tree.map(lambda a, g: a - lr * g, p, grads)
+        np.testing.assert_allclose(result.history["loss"][t], total / 5, rtol=1e-10)
+    for got, want in zip(jax.tree.leaves(result.params), jax.tree.leaves(p)):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(result.state[1]["mean"], mean, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(result.state[1]["var"], var, rtol=1e-9)
+
+
+def test_dense_batchnorm_still_refuses_a_step_of_one_example():
+    from jaxnet.validate import check_batch_statistics
+
+    x, y = blobs(10)
+    x, y = x[:9], y[:9]
+    net = serial(Dense(4), BatchNorm(), Dense(1), input_shape=(2,))
+    _, params = net.init(jax.random.key(0))
+    kw = dict(loss="mse", optimizer="sgd", hyperparams={"learning_rate": 0.1}, epochs=1, key=jax.random.key(0))
+    refused = r"^batch_size: 4 leaves a step with 1 example \(n = 9\).*layer 1 \(BatchNorm\)"
+    with pytest.raises(ValueError, match=refused):
+        fit(net, params, x, y, batch_size=4, **kw)
+    with pytest.raises(ValueError, match="^batch_size: 1 "):
+        fit(net, params, x, y, batch_size=1, **kw)
+    fit(net, params, x, y, batch_size=3, **kw)  # steps of 3: fine
+    # nested networks and spatial maps are counted through the layers' shapes
+    nested = serial(serial(Dense(4), BatchNorm()), Dense(1))
+    with pytest.raises(ValueError, match=r"layer 0 \(.*\): layer 1 \(BatchNorm\)"):
+        check_batch_statistics(nested, (2,), 4, 9)
+    conv = serial(jaxnet.Conv2D(2, 3), BatchNorm(), jaxnet.Conv2D(1, 3), BatchNorm())
+    check_batch_statistics(conv, (1, 7, 7), 1, 3)  # 5 x 5, then 3 x 3 maps: one image per step will do
+    check_batch_statistics(conv, (1, 5, 5), 3, 3)  # 3 x 3, then 1 x 1 maps: steps of 3 images will do...
+    with pytest.raises(ValueError, match=r"^batch_size: 2 .* layer 3 \(BatchNorm\)"):
+        check_batch_statistics(conv, (1, 5, 5), 2, 3)  # ... a last step of one image does not, at layer 3
+    with pytest.raises(ValueError, match="^x: a single example"):
+        check_batch_statistics(net, (2,), None, 1)

@@ -23,6 +23,23 @@ of arrays:
   `apply`, so both gradient routes differentiate the same function. `params` and `key` are there so
   that networks, whose inner layers see the output of earlier ones, follow the same contract.
 
+Which params are *weights* (the params weight decay applies to: the book's L2 term in
+`fit(weight_decay=)` and `gradcheck(weight_decay=)`, and `jaxnet.regularization`'s decoupled decay,
+all through `decay_mask`) is decided by one rule for every layer, present and future:
+
+- by default, a param with two or more axes is a weight (Dense's W (n_in, n_out), Conv2D's W
+  (FN, C, FH, FW)) and a param with one axis or none is not (biases, BatchNorm's gamma and beta,
+  per-channel slopes such as PReLU's), as in PyTorch's and nanoGPT's usual parameter groups and
+  optax's `p.ndim > 1` masks;
+- a layer whose params break that rule sets the class attribute `decayed` to the tuple of the names
+  of its weights (`()`: none). The names are checked: a non-tuple or a non-string raises TypeError
+  when the class is defined, and a name the layer's params do not have raises ValueError when the
+  mask is computed, so a typo cannot silently drop a weight out of regularisation.
+
+So a new layer needs to declare nothing for its matrices and kernels to decay. The rule reads the
+shape of one network's params: for params stacked over ensemble members, compute the mask inside
+the `jax.vmap` (as `fit_ensemble` does), where every leaf has its per-member shape.
+
 A layer without state or randomness ignores `state`, `key` and `train`. Subclass `Layer` (as a
 `@dataclasses.dataclass(frozen=True)`) to write your own; the README's "Write your own layer"
 section has a complete example.
@@ -34,9 +51,10 @@ Source: Deep Learning from Scratch, chapter 5 (layers with forward and backward)
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
 
 import jax
+import numpy as np
 
 Params = Any  # a pytree of arrays
 State = Any
@@ -47,12 +65,25 @@ class Layer:
     """Base class of layers: the contract in the module docstring. Subclasses are frozen dataclasses.
 
     Class attributes a subclass may set: `has_state` (True when `init_state` returns arrays that
-    `update_state` changes) and `is_random` (True when training mode needs a `key`).
+    `update_state` changes), `is_random` (True when training mode needs a `key`) and `decayed`
+    (None, the default: weight decay applies to the params with two or more axes; or a tuple of the
+    names of the params it applies to, for a layer whose weights break that rule; see the module
+    docstring).
+
+    Raises:
+        TypeError: when a subclass is defined with a `decayed` that is neither None nor a tuple of str.
     """
 
     has_state: ClassVar[bool] = False
     is_random: ClassVar[bool] = False
-    decayed: ClassVar[tuple[str, ...]] = ()  # names of the params weight decay applies to (weights, not biases)
+    decayed: ClassVar[tuple[str, ...] | None] = None  # None: the shape rule (ndim >= 2 is a weight)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        decayed = cls.decayed
+        if decayed is not None and not (isinstance(decayed, tuple) and all(isinstance(n, str) for n in decayed)):
+            raise TypeError(f"decayed: {cls.__name__}.decayed must be None (the shape rule: params with two or "
+                            f"more axes are weights) or a tuple of param names such as ('W',), got {decayed!r}")
 
     @property
     def name(self) -> str:
@@ -79,9 +110,28 @@ class Layer:
         return state
 
     def decay_mask(self, params: Params) -> Any:
-        """A pytree of bools like `params`: True for the weights that weight decay applies to (the
-        names in `decayed`), False for biases and normalisation parameters."""
-        return {name: name in self.decayed for name in params}
+        """A pytree of Python bools like `params`: True for the weights that weight decay applies to,
+        False for biases and normalisation parameters.
+
+        The rule (module docstring): with `decayed = None` (the default), True exactly for the leaves
+        with two or more axes; otherwise True for the params named in `decayed` (every leaf under
+        such a name), False for the others. Shapes only: works on arrays, tracers and
+        `jax.ShapeDtypeStruct`s, under jit, vmap and grad.
+
+        Raises:
+            ValueError: `decayed` names a param that `params` does not have.
+            TypeError: `decayed` is set but `params` is not a dict of params.
+        """
+        if self.decayed is None:
+            return jax.tree.map(lambda p: len(getattr(p, "shape", np.shape(p))) >= 2, params)
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params: {self.name}.decayed = {self.decayed!r} names params, so its params must be a "
+                            f"dict, got {type(params).__name__}")
+        missing = [name for name in self.decayed if name not in params]
+        if missing:
+            raise ValueError(f"decayed: {self.name}.decayed names {missing}, which are not among its params "
+                             f"{sorted(params)}; weight decay would silently skip them")
+        return {name: jax.tree.map(lambda _, d=name in self.decayed: d, p) for name, p in params.items()}
 
 
 def require_key(layer_name: str, key: Any, train: bool) -> None:

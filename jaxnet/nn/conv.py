@@ -133,6 +133,7 @@ class Conv2D(Layer):
     (filters, N OH OW), so that the channels-first output needs no transposing copy; same sums.)
     Backward, with dy reshaped to `dY` (N OH OW, filters): `dW = (dY^T cols).reshape(W.shape)`,
     `db = sum over rows of dY`, `dx = col2im(dY @ W.reshape(filters, -1))`.
+    Weight decay applies to W, not b (the layers' shape rule, `jaxnet.nn._layer`).
 
     Args:
         filters: number of filters FN (int >= 1).

@@ -24,6 +24,7 @@ class Dense(Layer):
     Params: `{"W": (n_in, n_out), "b": (n_out,)}` of `dtype` (float32 by default).
     Shapes: x (n_in,) or (batch, n_in) -> y (n_out,) or (batch, n_out); y has the params' dtype.
     Backward: `dW = x^T dy`, `db = sum over the batch of dy`, `dx = dy W^T`.
+    Weight decay applies to W, not b (the layers' shape rule, `jaxnet.nn._layer`).
 
     Args:
         n_out: number of output units (a positive int).
@@ -41,7 +42,6 @@ class Dense(Layer):
     W_init: str | Callable = dataclasses.field(default="he_normal", kw_only=True)
     b_init: str | Callable = dataclasses.field(default="zeros", kw_only=True)
     dtype: Any = dataclasses.field(default=jnp.float32, kw_only=True)
-    decayed = ("W",)
 
     def __post_init__(self):
         check_positive("n_out", self.n_out, integer=True)

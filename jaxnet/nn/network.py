@@ -203,7 +203,14 @@ class Network(Layer):
         return tuple(grads), dy
 
     def decay_mask(self, params):
-        """Weight-decay mask (a pytree of bools like params): each layer's `decay_mask`."""
+        """Weight-decay mask (a tuple of pytrees of bools like params): each layer's `decay_mask`, so
+        every param with two or more axes (every Dense and Conv2D W) unless a layer declares its
+        weights by name (see `jaxnet.nn._layer`). Raises ValueError when params do not have one entry
+        per layer."""
+        if not isinstance(params, (tuple, list)) or len(params) != len(self.layers):
+            raise ValueError(f"params: expected a tuple with one entry per layer of {self.name} "
+                             f"({len(self.layers)} entries, as from net.init), got {type(params).__name__}"
+                             + (f" of length {len(params)}" if isinstance(params, (tuple, list)) else ""))
         return tuple(layer.decay_mask(p) for layer, p in zip(self.layers, params))
 
     def update_state(self, params, state, x, *, key=None):

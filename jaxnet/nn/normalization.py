@@ -13,6 +13,7 @@ import numbers
 from typing import Any
 
 import jax.numpy as jnp
+from jax import lax
 
 from jaxnet.nn._layer import Layer, as_shape
 from jaxnet.nn._checks import canonical_dtype
@@ -38,6 +39,20 @@ class BatchNorm(Layer):
         running_mean <- momentum running_mean + (1 - momentum) mu   (likewise running_var with var).
     Evaluation (`train=False`): `y = gamma (x - running_mean) / sqrt(running_var + eps) + beta`, an
     affine map whose backward is the elementwise scale `dx = dy gamma / sqrt(running_var + eps)`.
+
+    Precision: the batch statistics are computed without catastrophic cancellation, by the shifted
+    two-pass scheme (Chan, Golub & LeVeque 1983; "shifted data" in the literature on computing
+    variances): per channel, with s the channel's first value (example 0, first position), the
+    differences d = x - s, then x - mu = d - mean(d), var = mean((d - mean(d))^2) and
+    mu = s + mean(d). Subtracting a rounded mean from values of 1e4 or 1e7 is what loses the signal in
+    float32 (a constant channel of 1e4 then normalises to values near 1 instead of 0); differences to
+    a value inside the data's range are exact for data near it, so the statistics keep float32's
+    precision of the *spread*, whatever the mean, and a constant channel gives exactly 0 (beta). s
+    is a `lax.stop_gradient` constant (mathematically the result does not depend on it, so no
+    gradient flows through it); training, backward and `update_state` all use these statistics.
+    The cost is that of the plain formula (two reductions per channel). A first value far outside
+    the rest of the data (by more than the data's mean) makes the differences round like the plain
+    formula's. tests/test_layers.py checks means 1e2..1e7 against numpy float64.
 
     Backward in training (through the batch statistics), with m values per channel:
         dbeta = sum(dy),  dgamma = sum(dy x_hat),
@@ -112,38 +127,45 @@ class BatchNorm(Layer):
         return v.reshape((1, -1) + (1,) * (xb.ndim - 2))
 
     def _batch_stats(self, xb):
+        """(mu, var, x - mu) per channel (broadcastable against xb), by the shifted two-pass scheme of
+        the class docstring: no catastrophic cancellation at large means."""
         axes = self._axes(xb)
         count = xb.size // xb.shape[1]
         if count < 2:
             raise ValueError(f"x: BatchNorm in training mode needs at least 2 values per channel to estimate a "
                              f"variance (got a batch of shape {tuple(xb.shape)}: the variance would be 0); use a "
                              f"larger batch, or evaluation mode (train=False)")
-        mu = jnp.mean(xb, axis=axes, keepdims=True)
-        var = jnp.mean(jnp.square(xb - mu), axis=axes, keepdims=True)
-        return mu, var
+        first = (slice(0, 1), slice(None)) + (slice(0, 1),) * (xb.ndim - 2)
+        shift = lax.stop_gradient(xb[first])  # each channel's first value, held constant
+        d = xb - shift  # exact for values near the shift: the spread survives whatever the mean
+        mean_d = jnp.mean(d, axis=axes, keepdims=True)
+        centred = d - mean_d
+        return shift + mean_d, jnp.mean(jnp.square(centred), axis=axes, keepdims=True), centred
 
-    def _stats(self, xb, state, train):
+    def _centred(self, xb, state, train):
+        """(x - mu, var): the batch's statistics in training, the running ones in evaluation."""
         if train:
-            return self._batch_stats(xb)
+            _, var, centred = self._batch_stats(xb)
+            return centred, var
         if state is None or not isinstance(state, dict) or "mean" not in state:
             raise ValueError("state: BatchNorm in evaluation mode (train=False) normalises with the running "
                              "statistics; pass state= (net.init_state() or fit's result.state)")
-        return self._bcast(state["mean"], xb), self._bcast(state["var"], xb)
+        return xb - self._bcast(state["mean"], xb), self._bcast(state["var"], xb)
 
     def apply(self, params, x, *, state=None, key=None, train=False):
         del key
         xb = self._batched(x)
-        mu, var = self._stats(xb, state, train)
-        y = self._bcast(params["gamma"], xb) * (xb - mu) / jnp.sqrt(var + self.eps) + self._bcast(params["beta"], xb)
+        centred, var = self._centred(xb, state, train)
+        y = self._bcast(params["gamma"], xb) * centred / jnp.sqrt(var + self.eps) + self._bcast(params["beta"], xb)
         return y.reshape(x.shape)
 
     def backward(self, params, x, y, dy, *, state=None, key=None, train=False):
         del y, key
         xb, dyb = self._batched(x), self._batched(dy)
-        mu, var = self._stats(xb, state, train)
+        centred, var = self._centred(xb, state, train)
         axes = self._axes(xb)
         inv_std = 1.0 / jnp.sqrt(var + self.eps)
-        x_hat = (xb - mu) * inv_std
+        x_hat = centred * inv_std
         grads = {"gamma": jnp.sum(dyb * x_hat, axis=axes), "beta": jnp.sum(dyb, axis=axes)}
         scale = self._bcast(params["gamma"], xb) * inv_std
         if train:
@@ -156,7 +178,7 @@ class BatchNorm(Layer):
     def update_state(self, params, state, x, *, key=None):
         del params, key
         xb = self._batched(x)
-        mu, var = self._batch_stats(xb)
+        mu, var, _ = self._batch_stats(xb)
         m = self.momentum
         return {"mean": m * state["mean"] + (1 - m) * mu.reshape(-1).astype(state["mean"].dtype),
                 "var": m * state["var"] + (1 - m) * var.reshape(-1).astype(state["var"].dtype)}

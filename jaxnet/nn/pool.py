@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +26,8 @@ class _Pool2D(Layer):
 
     pool_size: int | tuple[int, int]
     stride: int | None = None
+    padding: int = 0
+    _pad_value: ClassVar[float] = 0.0  # what the border is padded with (MaxPool2D: -inf)
 
     def __post_init__(self):
         object.__setattr__(self, "pool_size", pair("pool_size", self.pool_size))
@@ -33,41 +36,56 @@ class _Pool2D(Layer):
             raise ValueError(f"stride: {type(self).__name__} with a non-square pool {ph}x{pw} needs an explicit stride")
         # stored resolved, so that MaxPool2D(2) == MaxPool2D(2, stride=2) (layers compare by value)
         object.__setattr__(self, "stride", ph if self.stride is None else int_at_least("stride", self.stride, low=1))
+        padding = int_at_least("padding", self.padding, low=0)
+        if padding > min(ph, pw) // 2:
+            raise ValueError(f"padding: {type(self).__name__} with a {ph}x{pw} pool takes padding up to half the "
+                             f"pool size, {min(ph, pw) // 2}, so that no window lies entirely in the padding; "
+                             f"got {padding}")
+        object.__setattr__(self, "padding", padding)
 
     @property
     def name(self) -> str:
         ph, pw = self.pool_size
-        return f"{type(self).__name__}({ph}x{pw}, stride={self.stride})"
+        padding = f", padding={self.padding}" if self.padding else ""
+        return f"{type(self).__name__}({ph}x{pw}, stride={self.stride}{padding})"
 
     def init(self, key, input_shape):
         del key
         c, h, w = image_shape(self, input_shape)
-        return (c, *output_hw(self, (c, h, w), *self.pool_size, self.stride, 0)), {}
+        return (c, *output_hw(self, (c, h, w), *self.pool_size, self.stride, self.padding)), {}
 
     def _windows(self, x):
-        """x (N, C, H, W) -> (N, C, OH, OW, ph * pw): the pooling windows (row-major inside).
+        """x (N, C, H, W) -> (N, C, OH, OW, ph * pw): the pooling windows (row-major inside) of x
+        padded with `padding` values `_pad_value` on each side of H and W.
 
         Each channel is pooled on its own, so the N C channels go through `im2col` as N C one-channel
         images: its rows come out channel-first, in the order of the output (N, C, OH, OW)."""
         check_images(self, x)
         n, c, h, w = x.shape
-        oh, ow = output_hw(self, (c, h, w), *self.pool_size, self.stride, 0)
+        oh, ow = output_hw(self, (c, h, w), *self.pool_size, self.stride, self.padding)
         ph, pw = self.pool_size
-        return im2col(x.reshape(n * c, 1, h, w), ph, pw, self.stride).reshape(n, c, oh, ow, ph * pw)
+        p = self.padding
+        if p:
+            x = jnp.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=jnp.asarray(self._pad_value, x.dtype))
+        return im2col(x.reshape(n * c, 1, h + 2 * p, w + 2 * p), ph, pw, self.stride).reshape(n, c, oh, ow, ph * pw)
 
     def _to_x(self, x, dwindows):
-        """The adjoint of `_windows`: (N, C, OH, OW, ph * pw) -> (N, C, H, W)."""
+        """The adjoint of `_windows`: (N, C, OH, OW, ph * pw) -> (N, C, H, W); the padding's share is dropped."""
         n, c, h, w = x.shape
         dcols = dwindows.reshape(-1, dwindows.shape[-1])
-        return col2im(dcols, (n * c, 1, h, w), *self.pool_size, self.stride).reshape(x.shape)
+        return col2im(dcols, (n * c, 1, h, w), *self.pool_size, self.stride, self.padding).reshape(x.shape)
 
 
 @dataclasses.dataclass(frozen=True)
 class MaxPool2D(_Pool2D):
     """Max pooling: each output is the maximum of a pool_size window of one channel.
 
-    Shapes: x (N, C, H, W) -> (N, C, OH, OW), OH = (H - ph) / stride + 1 (exact, see
-    `conv_output_size`), likewise OW. No params, no padding.
+    Shapes: x (N, C, H, W) -> (N, C, OH, OW), OH = (H + 2 padding - ph) / stride + 1 (exact, see
+    `conv_output_size`), likewise OW; y has x's dtype. No params.
+    Padding: `padding` entries of -inf on each side of H and W, so a border window's maximum is that
+    of its real entries (PyTorch's `MaxPool2d(padding=)`, `lax.reduce_window` with init -inf). The
+    book's `Pooling(pad=)` pads with zeros through im2col, which differs when a border window holds
+    only negative values.
     Backward: each window's dy goes entirely to the window's *first* maximum in row-major order (the
     index `argmax` returns, as the book's `np.argmax`); the other entries get 0. At a tie this is one
     valid subgradient (it is also what `jax.grad` of `lax.reduce_window(max)` does; `jnp.max`'s
@@ -78,13 +96,17 @@ class MaxPool2D(_Pool2D):
         pool_size: an int k (k x k windows) or a pair (ph, pw).
         stride: int >= 1; default the pool size (non-overlapping windows; a non-square pool needs
             an explicit stride).
+        padding: int from 0 to min(ph, pw) // 2 (as PyTorch: no window lies entirely in the padding),
+            added on each side of H and W. Default 0.
 
     Raises:
-        TypeError / ValueError naming the argument: non-int or out-of-range sizes; at init or apply,
-            inputs that are not (C, H, W) images or that the windows do not tile exactly.
+        TypeError / ValueError naming the argument: non-int or out-of-range sizes or padding; at init
+            or apply, inputs that are not (C, H, W) images or that the windows do not tile exactly.
 
-    Source: Deep Learning from Scratch 7.3 and 7.4.4.
+    Source: Deep Learning from Scratch 7.3 and 7.4.4; PyTorch's `MaxPool2d` for the padding.
     """
+
+    _pad_value = -float("inf")
 
     def apply(self, params, x, *, state=None, key=None, train=False):
         del params, state, key, train
@@ -101,9 +123,14 @@ class MaxPool2D(_Pool2D):
 class AvgPool2D(_Pool2D):
     """Average pooling: each output is the mean of a pool_size window of one channel.
 
-    Shapes as `MaxPool2D`. Backward: every entry of a window gets dy / (ph pw).
+    Shapes as `MaxPool2D`. Padding: `padding` zeros on each side of H and W, counted in the window:
+    every output is the window's sum divided by ph pw, border windows included (PyTorch's default
+    `AvgPool2d(count_include_pad=True)`; `lax.reduce_window` of add, divided by ph pw).
+    Backward: every entry of a window gets dy / (ph pw) (the padding's share is dropped).
 
-    Args and errors as `MaxPool2D`.
+    Args and errors as `MaxPool2D` (padding from 0 to min(ph, pw) // 2).
+
+    Source: Deep Learning from Scratch 7.3; PyTorch's `AvgPool2d` for the padding.
     """
 
     def apply(self, params, x, *, state=None, key=None, train=False):

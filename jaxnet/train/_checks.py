@@ -21,8 +21,8 @@ from jaxnet.grad import route, unchecked
 from jaxnet.nn.network import Network
 from jaxnet.train import _progress
 from jaxnet.train._core import SAMPLING, EarlyStopping, Plan
-from jaxnet.validate import (as_float_array, as_array, check_finite, check_key, check_output_pairing,
-                             check_positive, check_targets)
+from jaxnet.validate import (as_array, as_float_array, check_batch_statistics, check_finite, check_key,
+                             check_output_pairing, check_positive, check_targets)
 
 
 def check_net(net: Any) -> Network:
@@ -84,22 +84,23 @@ def _summary(tree: Any) -> str:
     return f"{article} {name}"
 
 
-def check_minibatches(net: Network, n: int, batch_size: Any, sampling: str, steps_per_epoch: Any) -> int:
-    """Check batch_size, sampling and steps_per_epoch for n examples; return the steps per epoch of
-    sampling with replacement (1 otherwise)."""
+def check_minibatches(net: Network, example_shape: tuple, n: int, batch_size: Any, sampling: str,
+                      steps_per_epoch: Any) -> int:
+    """Check batch_size, sampling and steps_per_epoch for n examples of `example_shape` (every step
+    must give each BatchNorm layer two or more values per channel: `check_batch_statistics`); return
+    the steps per epoch of sampling with replacement (1 otherwise)."""
     if sampling not in SAMPLING:
         raise ValueError(f"sampling: expected one of {SAMPLING}, got {sampling!r}")
     if batch_size is None:
         if sampling != "shuffle" or steps_per_epoch is not None:
             raise ValueError(f"batch_size: sampling={sampling!r} and steps_per_epoch need minibatches; pass batch_size")
+        check_batch_statistics(net, example_shape, None, n)
         return 1
     check_positive("batch_size", batch_size, integer=True)
     if batch_size > n and sampling == "shuffle":
         raise ValueError(f"batch_size: expected at most the number of examples {n}, got {batch_size}")
-    if net.has_state and 1 in (batch_size, n % batch_size if sampling == "shuffle" else batch_size):
-        raise ValueError(f"batch_size: {batch_size} leaves a step with a single example (n = {n}), whose batch "
-                         f"statistics are undefined for {net.name}'s BatchNorm; choose a batch size with "
-                         f"n % batch_size != 1")
+    # with replacement every step holds batch_size examples
+    check_batch_statistics(net, example_shape, batch_size, n if sampling == "shuffle" else batch_size)
     if sampling == "shuffle":
         if steps_per_epoch is not None:
             raise ValueError("steps_per_epoch: only with sampling='replacement' (a shuffled epoch uses every "

@@ -296,7 +296,7 @@ def fit_ensemble(
     x, y, out_shape = check_data(net, first, x, y, loss_fn, same_dtype=True, with_output_shape=True)
     check_finite_tree("params", params)
     example_shape = tuple(x.shape[1:])
-    steps_per_epoch = _checks.check_minibatches(net, x.shape[0], batch_size, sampling, steps_per_epoch)
+    steps_per_epoch = _checks.check_minibatches(net, example_shape, x.shape[0], batch_size, sampling, steps_per_epoch)
     key_axis = _check_training_keys(key, n, batch_size is not None or net.is_random)
 
     treedef, static, member_idx, arrays = _split_hyperparams(hyperparams, optimizer)

@@ -53,7 +53,7 @@ def prepare(net, params, x, y, *, loss, optimizer, epochs, hyperparams=None, gra
     check_finite_tree("params", params)
     example_shape = tuple(x.shape[1:])
     n = x.shape[0]
-    steps_per_epoch = _checks.check_minibatches(net, n, batch_size, sampling, steps_per_epoch)
+    steps_per_epoch = _checks.check_minibatches(net, example_shape, n, batch_size, sampling, steps_per_epoch)
     _checks.check_training_key(net, key, batch_size is not None)
     if state is None:
         state = net.init_state(example_shape)

@@ -1,0 +1,31 @@
+"""The precision of optimizer states: float32 (float64 for float64 params) whatever the params' dtype.
+
+Shared by the named optimizers (`jaxnet.optim._named`) and the plateau decay (`jaxnet.optim.plateau`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def state_dtype(tree: Any) -> np.dtype:
+    """The dtype of injected hyperparameters and optimizer states for params `tree`: float32, or
+    float64 when a float leaf is float64 (under `jax.enable_x64`).
+
+    Kept at least float32 whatever the params' precision: in bfloat16, Adam's b2 = 0.999 rounds to
+    1.0 (its bias correction 1 - b2^t becomes 0 and the step NaN), and in float16 the second moment
+    (1 - b2) g^2 underflows below |g| ~ 8e-3 and eps = 1e-8 underflows to 0. The update is computed in
+    this dtype and cast back to each gradient's dtype (mixed precision: float32 optimizer state).
+    """
+    wide = any(jnp.issubdtype(leaf.dtype, jnp.floating) and jnp.finfo(leaf.dtype).bits > 32
+               for leaf in jax.tree.leaves(tree) if hasattr(leaf, "dtype"))
+    return np.dtype(np.float64 if wide else np.float32)
+
+
+def _cast_floats(tree: Any, dtype) -> Any:
+    """`tree` with every floating-point leaf cast to `dtype` (other leaves as they are)."""
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxnet.optim._precision import _cast_floats, state_dtype
+from jaxnet.optim._precision import state_dtype
 from jaxnet.optim.book import BOOK_OPTIMIZERS, BookAdamEps
 from jaxnet.optim.plateau import PlateauDecay, _plateau_args, plateau_decay
 from jaxnet.validate import check_positive, choose
@@ -87,12 +87,12 @@ class OptimizerSpec:
     def init(self, params: Any, hyperparams: Mapping[str, Any], patience: Any = 1) -> Any:
         """The state for `params` (moments in `state_dtype(params)`) holding these hyperparameters."""
         dtype = state_dtype(params)
-        return self.transform(hyperparams, patience, dtype).init(_cast_floats(params, dtype))
+        return self.transform(hyperparams, patience, dtype).init(optax.tree_utils.tree_cast(params, dtype))
 
     def __call__(self, updates, state, params=None, **extra_args):
         dtype = state_dtype(updates)
         template = self.transform(dict.fromkeys(self.numeric, 0.0), dtype=dtype)  # values come from the state
-        cast = functools.partial(_cast_floats, dtype=dtype)
+        cast = functools.partial(optax.tree_utils.tree_cast, dtype=dtype)
         # optax 0.2.8's adam and reduce_on_plateau mix int32 step counts with floats (implicit
         # promotions that jax's strict mode rejects): run optax under standard promotion.
         with jax.numpy_dtype_promotion("standard"):

@@ -24,8 +24,3 @@ def state_dtype(tree: Any) -> np.dtype:
     wide = any(jnp.issubdtype(leaf.dtype, jnp.floating) and jnp.finfo(leaf.dtype).bits > 32
                for leaf in jax.tree.leaves(tree) if hasattr(leaf, "dtype"))
     return np.dtype(np.float64 if wide else np.float32)
-
-
-def _cast_floats(tree: Any, dtype) -> Any:
-    """`tree` with every floating-point leaf cast to `dtype` (other leaves as they are)."""
-    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)

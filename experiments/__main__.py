@@ -28,7 +28,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 from experiments import ALL, ALL_OPTIONS, EXTRA
 

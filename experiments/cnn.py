@@ -196,10 +196,12 @@ def main(argv: list[str] | None = None) -> dict:
     metrics_ = {
         "seed": args.seed, "data_dir": str(directory), "source": source, "n_train": int(x_train.shape[0]),
         "n_test": int(x_test.shape[0]), "epochs": epochs, "iterations": epochs * -(-x_train.shape[0] // BATCH_SIZE),
-        "batch_size": BATCH_SIZE, "optimizer": "adam", "learning_rate": LEARNING_RATE, "network": net.name, "init": args.init,
+        "batch_size": BATCH_SIZE, "optimizer": "adam", "learning_rate": LEARNING_RATE, "network": net.name,
+        "init": args.init,
         "test_accuracy": accuracy, "target": target, "val_accuracy_per_epoch": history["val_accuracy"],
         "train_loss_per_epoch": history["loss"], "val_loss_per_epoch": history["val_loss"],
-        "diverged_epoch": -1 if diverged_at is None else diverged_at, "confusion": matrix, "train_seconds": train_seconds, "seconds": seconds,
+        "diverged_epoch": -1 if diverged_at is None else diverged_at, "confusion": matrix,
+        "train_seconds": train_seconds, "seconds": seconds,
     }
     write_metrics(out, metrics_)
     short = " (a --quick run is too short to reach it)" if args.quick else (

@@ -1,7 +1,8 @@
 """`mnist`: the book's TwoLayerNet on MNIST, 784-100-10 ReLU, softmax cross-entropy, batch 100, SGD 0.1.
 
 Data: MNIST IDX files (raw or .gz) from `--data-dir DIR` (the folder holding them), else
-`$JAXNET_DATA_DIR/mnist`, else the user cache `~/.cache/jaxnet/mnist` (`jaxnet.data.mnist_dir`). With the full set (60,000 train + 10,000 test images) the run follows the book
+`$JAXNET_DATA_DIR/mnist`, else the user cache `~/.cache/jaxnet/mnist` (`jaxnet.data.mnist_dir`). With the
+full set (60,000 train + 10,000 test images) the run follows the book
 (Deep Learning from Scratch 4.5 and 5.7.4): 10,000 iterations of batch 100, i.e. 17 epochs, for about
 0.97 test accuracy. With only the 10,000 `t10k` files the loader splits them 8,000 train / 2,000 test
 (stratified, deterministic; `jaxnet.data.load_mnist`) and the run takes 20 epochs (1,600 iterations).

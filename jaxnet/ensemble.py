@@ -37,7 +37,8 @@ import dataclasses
 import functools
 import math
 import sys
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -415,8 +416,8 @@ def fit_ensemble(
             raise ValueError(f"batch_size: expected at most the number of examples {x.shape[0]}, got {batch_size}")
     if batch_size is not None or net.is_random:
         if shuffle_keys is None:
-            raise ValueError("key: minibatch training (shuffles) and Dropout (masks) need a PRNG key; pass one shared by "
-                             "all members or (N,) keys, e.g. jax.random.split(jax.random.key(1), N)")
+            raise ValueError("key: minibatch training (shuffles) and Dropout (masks) need a PRNG key; pass one "
+                             "shared by all members or (N,) keys, e.g. jax.random.split(jax.random.key(1), N)")
     shared_shuffle = True
     if shuffle_keys is not None:
         if not _is_key_array(shuffle_keys) or _key_batch_ndim(shuffle_keys) not in (0, 1):

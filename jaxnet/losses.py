@@ -34,7 +34,8 @@ Goodfellow et al., *Deep Learning*, 6.2.2.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -10,7 +10,7 @@ Importing `jaxnet` does not import this module (it imports matplotlib); `jaxnet.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure

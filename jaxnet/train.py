@@ -11,7 +11,8 @@ update); Deep Learning from Scratch 4.5 and 5.7.4.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Mapping, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

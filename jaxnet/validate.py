@@ -16,7 +16,8 @@ import functools
 import math
 import numbers
 import warnings
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -493,7 +494,8 @@ def check_output_pairing(net: Any, loss: Any) -> None:
                          f"jaxnet.mlp(sizes, output_activation='identity'){alternative}")
     wanted = contract.output_activation
     if not contract.from_logits and wanted in _SQUASHING and known and out != wanted:
-        alternative = " or loss='sigmoid_binary_crossentropy' on identity (logit) outputs" if wanted == "sigmoid" else ""
+        alternative = (" or loss='sigmoid_binary_crossentropy' on identity (logit) outputs"
+                       if wanted == "sigmoid" else "")
         raise ValueError(f"net: its output layer is {out}, but {contract.name} expects probabilities in [0, 1] from a "
                          f"{wanted} output layer; use output_activation='{wanted}'{alternative}")
     if contract.from_logits and out in _BOUNDED:

@@ -192,7 +192,8 @@ def test_pooling_matches_reduce_window_with_ties(case, seed):
     dims, strides = (1, 1, ph, pw), (1, 1, stride, stride)
     reductions = {
         nn.MaxPool2D((ph, pw), stride): lambda v: lax.reduce_window(v, -jnp.inf, lax.max, dims, strides, "VALID"),
-        nn.AvgPool2D((ph, pw), stride): lambda v: lax.reduce_window(v, 0.0, lax.add, dims, strides, "VALID") / (ph * pw),
+        nn.AvgPool2D((ph, pw), stride):
+            lambda v: lax.reduce_window(v, 0.0, lax.add, dims, strides, "VALID") / (ph * pw),
     }
 
     @jax.jit

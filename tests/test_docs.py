@@ -45,7 +45,8 @@ def blocks(path):
 def test_fences_are_found_and_labelled():
     found = {path.name: [lang for lang, _, _ in blocks(path)] for path in DOCS}
     assert sum(langs.count("python") for langs in found.values()) >= 9  # the blocks this test must run
-    unlabelled = {name: langs for name, langs in found.items() if not all(lang in NOT_RUN | {"python"} for lang in langs)}
+    unlabelled = {name: langs for name, langs in found.items()
+                  if not all(lang in NOT_RUN | {"python"} for lang in langs)}
     assert not unlabelled, f"fences need a language (python runs; {sorted(NOT_RUN)} do not): {unlabelled}"
 
 

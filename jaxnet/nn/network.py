@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -63,7 +63,7 @@ def _check_backward(layer, i, params, dparams, x, dx):
 
 
 @functools.lru_cache(maxsize=1024)
-def _state_template(net: "Network", input_shape: tuple[int, ...]):
+def _state_template(net: Network, input_shape: tuple[int, ...]):
     return jax.eval_shape(lambda: net.init_state(input_shape))
 
 

@@ -88,10 +88,11 @@ def split(mnist: data.MNIST, full: bool, quick: bool):
     return x_tr[:, None], y_tr, x_te[:, None], y_te, source
 
 
-def filters_figure(before, after, path):
+def filters_figure(before, after, path, init="he"):
     """The first layer's filters (FN, 1, FH, FW) before and after training and their change, each
     filter scaled to its own range, 10 per row (the book's figure 7-24, plus the change: after He
-    initialisation much of a filter's random pattern survives training)."""
+    initialisation much of a filter's random pattern survives training). `init` ("he" or "book") is
+    named in the titles."""
     before, after = np.asarray(before), np.asarray(after)
     rows = -(-before.shape[0] // 10)
     fig = Figure(figsize=(8.0, 6.6 * rows / 3), layout="constrained")
@@ -102,7 +103,8 @@ def filters_figure(before, after, path):
             ax.set_axis_off()
         for ax, w in zip(axes.ravel(), W[:, 0]):
             ax.imshow(w, cmap="gray_r", interpolation="nearest")
-        sub.suptitle(f"first-layer filters {W.shape[2]} x {W.shape[3]}, {title}", fontsize=10)
+        start = "He init" if init == "he" else "the book's init (0.01 randn)"
+        sub.suptitle(f"first-layer filters {W.shape[2]} x {W.shape[3]} from {start}, {title}", fontsize=10)
     return plot.save(fig, path)
 
 
@@ -181,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
     accuracy = float(np.mean(predicted == y_test))
 
     out = args.out
-    figures = [filters_figure(filters_before, params[0]["W"], out / "filters.png")]
+    figures = [filters_figure(filters_before, params[0]["W"], out / "filters.png", args.init)]
     digit = x_test[:1]
     feature_maps = jax.jit(lambda p, x: net.forward(p, x)[2])(params, digit)[0]  # after Conv2D and ReLU
     figures.append(feature_maps_figure(digit[0], feature_maps, int(y_test[0]),

@@ -2,12 +2,14 @@
 
 The functional API (parameters are pytrees, a network is a record of pure functions):
 
-    import jax, jaxnet
-    net = jaxnet.mlp([2, 4, 1], activation="sigmoid")
-    _, params = net.init(jax.random.key(0))
-    x, y = jaxnet.data.xor()
-    params, history = jaxnet.fit(net, params, x, y, loss="mse", optimizer=jaxnet.optim.sgd(1.0), epochs=5000)
-    print(jaxnet.gradcheck(net, params, x, y, "mse"))
+>>> import jax, jaxnet
+>>> net = jaxnet.mlp([2, 4, 1], activation="sigmoid")
+>>> _, params = net.init(jax.random.key(0))
+>>> x, y = jaxnet.data.xor()
+>>> result = jaxnet.fit(net, params, x, y, loss="mse", optimizer=jaxnet.optim.sgd(1.0), epochs=5000)
+>>> params, history = result.params, result.history
+>>> jaxnet.gradcheck(net, params, x, y, "mse").passed    # print(...) shows the whole table
+True
 
 Importing jaxnet imports neither matplotlib nor scikit-learn (see `jaxnet.plot`, `jaxnet.data`).
 """

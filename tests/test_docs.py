@@ -35,7 +35,6 @@ KNOWN_WRONG with the reason; it is an xfail(strict=True), so the fix makes it pa
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -43,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import MNIST_DIR, REPO
+from conftest import MNIST_DIR, REPO, user_env
 
 DOCS = [REPO / "README.md", REPO / "README.zh-CN.md", *sorted((REPO / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```[ \t]*$", re.M | re.S)
@@ -285,20 +284,6 @@ def test_known_wrong_entries_name_one_chain():
     for doc, code in KNOWN_WRONG:
         assert sum(chain.doc.name == doc and any(code in b.code for b in chain.blocks) for chain in ALL_CHAINS) == 1, \
             (doc, code)
-
-
-def user_env():
-    """The environment of a user who pastes the block (see the module docstring): XLA's optimisations
-    on, one device, no MPLBACKEND, the shared MNIST files in $JAXNET_DATA_DIR. Kept from the test run:
-    conftest's faster XLA emitters, which give the same numbers in every doc block here."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MPLBACKEND", "JAXNET_DATA_DIR", "JAX_DISABLE_MOST_OPTIMIZATIONS", "XLA_FLAGS")}
-    flags = [flag for flag in os.environ.get("XLA_FLAGS", "").split()
-             if flag.lstrip("-").split("=")[0] != "xla_force_host_platform_device_count"]
-    if flags:
-        env["XLA_FLAGS"] = " ".join(flags)
-    env["JAXNET_DATA_DIR"] = str(MNIST_DIR.parent)  # $JAXNET_DATA_DIR/mnist holds the shared files
-    return env
 
 
 @pytest.mark.parametrize("chain", [pytest.param(c, id=c.id, marks=_marks(c)) for c in ALL_CHAINS])

@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from experiments import _classification as cls
-from experiments._common import parser, write_metrics
+from experiments._common import mnist_or_skip, parser, write_metrics
 from jaxnet import data, fit, metrics, nn, optim, plot
 
 BATCH_SIZE, LEARNING_RATE = 100, 1e-3
@@ -61,15 +61,10 @@ def load(p, args) -> tuple[data.MNIST | None, str]:
     """`(mnist, where)`: MNIST from --data-dir, else `jaxnet.data.load_mnist`'s default folder, fetched
     first with --download; `(None, message)` (printed) when the default folder holds no MNIST files,
     so `python -m experiments all` runs anywhere. A --data-dir without the files is an error."""
-    try:
-        mnist = data.load_mnist(args.data_dir, t10k_split=T10K_SPLIT, download=args.download)
-    except FileNotFoundError as err:
-        if args.data_dir is not None:
-            p.error(f"--data-dir: {err}")
-        message = (f"cnn: skipped ({err}); point it at the IDX files with `python -m experiments cnn --data-dir "
-                   f"DIR`, set JAXNET_DATA_DIR so that $JAXNET_DATA_DIR/mnist holds them, or add --download")
-        print(message)
-        return None, message
+    mnist = mnist_or_skip("cnn", p, args.data_dir, hint=", or add --download", t10k_split=T10K_SPLIT,
+                          download=args.download)
+    if mnist is None:
+        return None, "no MNIST files"
     return mnist, str(args.data_dir or "the default MNIST folder")
 
 

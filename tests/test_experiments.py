@@ -4,6 +4,7 @@ PNG figures, and reports numbers that are checked against what the experiment cl
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +156,33 @@ def test_no_compile_cache_turns_off_jax_s_own_cache_too():
         assert jax.config.jax_enable_compilation_cache is False
     finally:
         jax.config.update("jax_enable_compilation_cache", before)
+
+
+MNIST_READERS = ["mnist", "cnn", "weight_init", "optimizers_mnist", "batchnorm", "overfitting",
+                 "hyperparameter_search"]
+SKIP_LINE = (r"{name}: skipped, no MNIST files \(no folder {cache}/jaxnet/mnist\); pass --data-dir DIR \(the folder "
+             r"of the IDX files; `python -m experiments all --data-dir DIR` passes it on\) or set JAXNET_DATA_DIR so "
+             r"that \$JAXNET_DATA_DIR/mnist holds them(, or add --download)?")
+
+
+@pytest.mark.parametrize("name", MNIST_READERS)
+def test_without_mnist_every_experiment_prints_the_same_line(name, tmp_path, monkeypatch, capsys):
+    """One wording, with a command-line hint (not a Python one), and a short summary for `all`."""
+    monkeypatch.delenv("JAXNET_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    summary = importlib.import_module(f"experiments.{name}").main(["--quick", "--out", str(tmp_path / "out")])
+    assert summary == {"skipped": "no MNIST files"}
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert re.fullmatch(SKIP_LINE.format(name=name, cache=re.escape(str(tmp_path / "cache"))), line), line
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_summary_lines_fit_120_characters():
+    from experiments.__main__ import summary_line
+
+    assert summary_line("xor", 1.25, {"solved_true": 97, "final_loss": 0.00123456}) == \
+        f"{'xor':<22}{1.25:>9.1f}  solved_true=97, final_loss=0.001235"
+    long = summary_line("hyperparameter_search", 12.0, {"skipped": "x" * 300, "best_val": 0.8})
+    assert long == f"{'hyperparameter_search':<22}{12.0:>9.1f}  ..."
+    many = summary_line("seeds", 3.0, {f"value_{i}": i / 3 for i in range(20)})
+    assert len(many) <= 120 and many.endswith(", ...") and "value_0=0, value_1=0.3333" in many

@@ -42,16 +42,17 @@ from jaxnet import initializers, losses, plot, reference
 # rounding). At 0 ReLU has no derivative; jaxnet (like `jax.nn.relu`) uses 0 there, drawn as a dot.
 
 # %%
-z = jnp.linspace(-5, 5, 201)
+z = jnp.arange(-500, 501, dtype=jnp.float32) / 100  # x = -5, -4.99, ..., 5, with 0 exactly
 fig, axes = plot.figure(1, 3, size=(11, 3))
 for ax, (name, reference_fn) in zip(axes, [("sigmoid", jax.nn.sigmoid), ("relu", jax.nn.relu), ("tanh", jnp.tanh)]):
     f, df = getattr(act, name), getattr(act, f"{name}_derivative")
     by_grad = jax.vmap(jax.grad(reference_fn))(z)
     print(f"{name:8s} largest |hand derivative - jax.grad| on [-5, 5]: {float(jnp.max(jnp.abs(df(z) - by_grad))):.1e}")
     ax.plot(z, f(z), label=name)
-    ax.plot(z, df(z), "--", label="derivative")
+    ax.plot(z, jnp.where(z == 0, jnp.nan, df(z)) if name == "relu" else df(z), "--", label="derivative")
     ax.legend()
-axes[1].plot([0], [float(act.relu_derivative(jnp.zeros(())))], "o", color="C1")
+axes[1].plot([0], [float(act.relu_derivative(jnp.zeros(())))], "o", color="C1")  # relu'(0) = 0
+axes[1].plot([0], [1], "o", color="C1", markerfacecolor="white")  # the limit from the right
 fig
 
 # %% [markdown]

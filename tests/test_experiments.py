@@ -30,8 +30,12 @@ def test_core_experiment_writes_metrics_and_figures(name, tmp_path):
     if name == "activations":
         # the experiment compares the hand derivatives with jax.grad of jax's own sigmoid, relu and tanh
         # (an independent reference): float32 rounding apart, they agree
-        assert set(metrics) == {f"{n}_max_abs_diff_hand_vs_jax_grad" for n in ("sigmoid", "relu", "tanh")}
-        assert summary["max_diff_vs_jax_grad"] == max(metrics.values()) < 1e-6
+        diffs = {f"{n}_max_abs_diff_hand_vs_jax_grad" for n in ("sigmoid", "relu", "tanh")}
+        assert set(metrics) == diffs | {"relu_derivative_at_0"}
+        assert summary["max_diff_vs_jax_grad"] == max(metrics[k] for k in diffs) < 1e-6
+        # the figure shows the derivative at 0 itself (the grid's middle point was 4.15e-7, drawn as 1):
+        # the convention of jax.nn.relu, whose derivative jax computes independently
+        assert metrics["relu_derivative_at_0"] == float(jax.grad(jax.nn.relu)(0.0)) == 0.0
     if name == "xor":
         predictions = np.asarray(metrics["predictions"])
         np.testing.assert_array_equal(predictions > 0.5, [False, True, True, False])  # the single run solves XOR

@@ -190,3 +190,17 @@ def test_summary_lines_fit_120_characters():
     assert long == f"{'hyperparameter_search':<22}{12.0:>9.1f}  ..."
     many = summary_line("seeds", 3.0, {f"value_{i}": i / 3 for i in range(20)})
     assert len(many) <= 120 and many.endswith(", ...") and "value_0=0, value_1=0.3333" in many
+
+
+def test_xor_sweep_figure_labels_the_success_rate_once(tmp_path, monkeypatch):
+    """The heatmap's colour bar and the curves' y axis sat side by side, both labelled 'success rate (%)'."""
+    from jaxnet import plot
+    from experiments import xor_sweep
+
+    drawn = []
+    monkeypatch.setattr(plot, "save", lambda fig, path, **kw: drawn.append(fig) or path)
+    rates = np.linspace(0, 1, len(xor_sweep.HIDDEN_SIZES) * len(xor_sweep.LEARNING_RATES))
+    xor_sweep.figure(rates.reshape(len(xor_sweep.HIDDEN_SIZES), -1), tmp_path)
+    (fig,) = drawn
+    labels = [text for ax in fig.axes for text in (ax.get_xlabel(), ax.get_ylabel())]
+    assert labels.count("success rate (%)") == 1 and len(fig.axes) == 3, labels  # heatmap, colour bar, curves

@@ -109,6 +109,8 @@ CASES = {
                                              r"hyperparams: optimizer='sgd' is a name and needs hyperparams"),
     "optimizer neither": (fit_with(optimizer=5), TypeError,
                           r"optimizer: expected an optax GradientTransformation or an optimizer name"),
+    "optimizer unknown name": (fit_with(optimizer="adamw", hyperparams={"learning_rate": 0.1}), ValueError,
+                               r"optimizer: unknown optimizer 'adamw'; expected one of: adagrad, adam, "),
     "unknown loss": (fit_with(loss="hinge"), ValueError, r"loss: unknown loss 'hinge'; expected one of: "),
     "loss not a Loss": (fit_with(loss=5), TypeError, r"loss: expected a name or a jaxnet.losses.Loss, got int"),
     "unknown gradient route": (fit_with(grad="numerical"), ValueError, r"grad: unknown gradient route 'numerical'"),
@@ -153,7 +155,7 @@ CASES = {
     "BCE grad: integer prediction": (lambda: losses.binary_crossentropy_grad(jnp.ones((2, 1), int), jnp.ones((2, 1))),
                                      TypeError, r"y_pred: expected a floating-point array"),
     "optimizer: unknown name": (lambda: optim.optimizer("adamw", 0.1), ValueError,
-                                r"name: unknown optimizer 'adamw'; "
+                                r"optimizer: unknown optimizer 'adamw'; "
                                 r"expected one of: adagrad, adam, momentum, nesterov, rmsprop, sgd"),
     "optimizer: learning rate 0": (lambda: optim.optimizer("sgd", 0.0), ValueError,
                                    r"learning_rate: expected a positive finite number, got 0.0"),
@@ -433,7 +435,7 @@ def test_fuzz_losses_optimizers_and_helpers(tmp_path_factory, data_):
         if name in optim.OPTIMIZERS and isinstance(lr, float) and lr == 0.1:
             name = "adamw"
         call_ = lambda: optim.optimizer(name, lr)  # noqa: E731
-        expect = "name" if name not in optim.OPTIMIZERS else "learning_rate"
+        expect = "optimizer" if name not in optim.OPTIMIZERS else "learning_rate"
     elif kind == "one_hot":
         labels, classes, expect = data_.draw(st.sampled_from([
             (jnp.array([0.0, 1.0]), 3, "labels: "), (jnp.array([0, 3]), 3, "labels: "),

@@ -281,10 +281,27 @@ def check_params(net: Any, params: Any, input_shape: tuple[int, ...], *, name: s
     return shape
 
 
+def check_input_dtype(name: str, x: Any, params: Any, params_name: str = "params") -> None:
+    """jaxnet's one dtype rule for data: a floating `x` has the params' floating dtype, as JAX sees both
+    (a numpy float64 array is float32 unless x64 is on). Every door follows it: `net.apply`, `forward`
+    and `backward`, `backprop`, `autodiff`, `gradcheck`, `fit`, `predict`, `evaluate`. Nothing is
+    silently promoted (float32 params with float64 data would compute in float64, unlike the params).
+    Works on tracers (dtypes are static).
+
+    Raises:
+        TypeError: the dtypes differ; the message gives the cast to write.
+    """
+    dtype = float_dtype_of(params_name, params)
+    x_dtype = np.dtype(jnp.result_type(x))
+    if dtype is not None and jnp.issubdtype(x_dtype, jnp.floating) and x_dtype != dtype:
+        raise TypeError(f"{name}: dtype {x_dtype} differs from the {params_name}' {dtype}; cast it with "
+                        f"{name}.astype(jnp.{dtype}) (or the {params_name} to {x_dtype})")
+
+
 def check_network_input(net: Any, params: Any, x: Any, *, name: str = "x", params_name: str = "params",
                         batched: bool = True) -> tuple[int, ...]:
-    """Check params against `net` and `x`'s shape against the network's input; return the output shape
-    for one example.
+    """Check params against `net`, `x`'s shape against the network's input and `x`'s dtype against the
+    params' (`check_input_dtype`); return the output shape for one example.
 
     `x` is a batch (batch, *input_shape) when `batched`; otherwise one example `input_shape` is
     accepted too. When the params fit the network's construction-time input shape but not `x`, the
@@ -300,9 +317,12 @@ def check_network_input(net: Any, params: Any, x: Any, *, name: str = "x", param
     first_error = None
     for candidate in candidates:
         try:
-            return check_params(net, params, candidate, name=params_name, input_name=name)
+            out_shape = check_params(net, params, candidate, name=params_name, input_name=name)
         except (ValueError, TypeError) as err:
             first_error = first_error or err
+        else:
+            check_input_dtype(name, x, params, params_name)
+            return out_shape
     default = None if net.input_shape is None else tuple(net.input_shape)
     if default is not None and default not in candidates:
         try:
@@ -505,13 +525,13 @@ def check_output_pairing(net: Any, loss: Any) -> None:
 
 
 def check_data(net: Any, params: Any, x: Any, y: Any, loss: Any, *, x_name: str = "x", y_name: str = "y",
-               params_name: str = "params", same_dtype: bool = False) -> tuple[jax.Array, jax.Array]:
+               params_name: str = "params", same_dtype: bool = True) -> tuple[jax.Array, jax.Array]:
     """Validate a network's params with a batch of data (x, y) for `loss`; return x, y as arrays.
 
     x: floating (n, *input_shape) with n >= 1 matching the params (`check_network_input`); y: targets
-    for the loss with n rows (`check_targets`); params of one floating dtype; x and y finite. With
-    `same_dtype` (training), x and floating y must also have the params' dtype. Shape checks run on
-    tracers too; value checks only on concrete arrays.
+    for the loss with n rows (`check_targets`); params of one floating dtype; x and floating y of the
+    params' dtype (`check_input_dtype`; `same_dtype=False` exempts y only); x and y finite. Shape and
+    dtype checks run on tracers too; value checks only on concrete arrays.
     """
     x = as_float_array(x_name, x)
     if x.ndim == 0:
@@ -526,10 +546,7 @@ def check_data(net: Any, params: Any, x: Any, y: Any, loss: Any, *, x_name: str 
                          f"got shape {tuple(y.shape)}")
     check_targets(y_name, y, (x.shape[0], *out_shape), loss, pred_name="the network's output")
     if same_dtype and dtype is not None:
-        for arr_name, arr in ((x_name, x), (y_name, y)):
-            if jnp.issubdtype(arr.dtype, jnp.floating) and arr.dtype != dtype:
-                raise TypeError(f"{arr_name}: dtype {arr.dtype} differs from the params' {dtype}; cast it with "
-                                f"{arr_name}.astype(jnp.{dtype}) (or the params to {arr.dtype})")
+        check_input_dtype(y_name, y, params, params_name)
     check_finite(x_name, x)
     return x, y
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import struct
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jaxnet.nn import activations as nn_activations
 
+import jaxnet
 from jaxnet import (Dense, activations, autodiff, backprop, checkpoint, data, evaluate, fit, gradcheck, grad,
                     initializers, losses, mlp, optim, serial, Sigmoid)
 
@@ -216,6 +218,43 @@ def test_mixed_and_mismatched_float_dtypes(x64):
     _, _, _, history = fit(net64, params64, X.astype(jnp.float64), Y.astype(jnp.float64), loss="mse",
                            optimizer=SGD, epochs=2)
     assert history["loss"].dtype == jnp.float64
+
+
+DTYPE_DOORS = {
+    "net.apply": lambda x, y: NET.apply(PARAMS, x),
+    "jit(net.apply)": lambda x, y: jax.jit(NET.apply)(PARAMS, x),
+    "net.forward": lambda x, y: NET.forward(PARAMS, x),
+    "net.backward": lambda x, y: NET.backward(PARAMS, x, None, jnp.ones((4, 1), x.dtype)),
+    "predict": lambda x, y: jaxnet.predict(NET, PARAMS, x),
+    "evaluate": lambda x, y: evaluate(NET, PARAMS, x, y, "mse"),
+    "backprop": lambda x, y: backprop(NET, PARAMS, x, y, "mse"),
+    "autodiff": lambda x, y: autodiff(NET, PARAMS, x, y, "mse"),
+    "fit": lambda x, y: fit(NET, PARAMS, x, y, loss="mse", optimizer=SGD, epochs=1),
+}
+
+
+@pytest.mark.parametrize("door", DTYPE_DOORS)
+def test_one_dtype_rule_at_every_door(door, x64):
+    """float64 data with float32 params: every door raises the same error (apply used to promote
+    silently to float64 while predict refused); numpy float64 data is float64 here (x64 on)."""
+    call = DTYPE_DOORS[door]
+    for x in (X.astype(jnp.float64), np.asarray(X, np.float64)):
+        with pytest.raises(TypeError, match=r"^x: dtype float64 differs from the params' float32; cast it with "
+                                            r"x.astype\(jnp.float32\) \(or the params to float64\)"):
+            call(x, Y)
+    call(X, Y)  # float32 data: fine
+
+
+def test_numpy_float64_is_float32_without_x64_and_leaks_no_warning():
+    """With x64 off JAX computes numpy float64 as float32: such data and params are accepted, and the
+    optimizer state is float32 (optax used to warn that float64 was requested)."""
+    params64 = jax.tree.map(lambda a: np.asarray(a, np.float64), PARAMS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for optimizer in (SGD, jaxnet.optim.optimizer("adam", 0.01, plateau=True)):
+            result = fit(NET, params64, np.asarray(X, np.float64), Y, loss="mse", optimizer=optimizer, epochs=2)
+            assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(result.params))
+        assert NET.apply(params64, np.asarray(X, np.float64)).dtype == jnp.float32
 
 
 # ------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 from experiments import ALL, ALL_OPTIONS, EXTRA
 
@@ -98,6 +98,21 @@ def xla_flags(environ: Mapping[str, str] = os.environ, threads: bool = False) ->
     return f"{flags} {SINGLE_THREAD_XLA_FLAG}".strip()
 
 
+SUMMARY_WIDTH = 120
+
+
+def summary_line(name: str, seconds: float, summary: Mapping) -> str:
+    """One row of the `all` summary table: the experiment, its seconds and its headline numbers, at most
+    SUMMARY_WIDTH characters (a longer headline is cut at a comma and ends with '...')."""
+    start = f"{name:<22}{seconds:>9.1f}  "
+    items = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()]
+    for keep in range(len(items), -1, -1):  # as many items as fit
+        line = start + ", ".join(items[:keep]) + ("" if keep == len(items) else ", ..." if keep else "...")
+        if len(line) <= SUMMARY_WIDTH:
+            return line
+    return line[:SUMMARY_WIDTH]
+
+
 def run_all(argv: list[str]) -> int:
     rows, start = [], time.perf_counter()
     for name in ALL:
@@ -109,8 +124,7 @@ def run_all(argv: list[str]) -> int:
     print("\n=== summary ===")
     print(f"{'experiment':<22}{'seconds':>9}  headline")
     for name, seconds, summary in rows:
-        headline = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items())
-        print(f"{name:<22}{seconds:>9.1f}  {headline}")
+        print(summary_line(name, seconds, summary))
     print(f"{'total':<22}{total:>9.1f}")
     return 0
 

@@ -1,18 +1,24 @@
-"""Shared plumbing for experiments: option parsing, metrics files, timing a compiled call."""
+"""Shared plumbing for experiments: option parsing, MNIST or the one line that skips, metrics files,
+timing a compiled call."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import jax
 import numpy as np
 
-from jaxnet import checkpoint
+from jaxnet import checkpoint, data
+
+MNIST_HOW_TO = ("pass --data-dir DIR (the folder of the IDX files; `python -m experiments all --data-dir DIR` "
+                "passes it on) or set JAXNET_DATA_DIR so that $JAXNET_DATA_DIR/mnist holds them")
 
 
 def parser(name: str, description: str) -> argparse.ArgumentParser:
@@ -27,6 +33,36 @@ def parser(name: str, description: str) -> argparse.ArgumentParser:
                    help="folder holding the MNIST IDX files, for the experiments that read MNIST (default: "
                         "$JAXNET_DATA_DIR/mnist, else ~/.cache/jaxnet/mnist; see jaxnet.data.mnist_dir)")
     return p
+
+
+def mnist_or_skip(name: str, p: argparse.ArgumentParser, data_dir: Path | None, *, hint: str = "",
+                  **load_options) -> data.MNIST | None:
+    """MNIST for experiment `name`, or None after printing the one line every experiment prints without it.
+
+    From `data_dir` (`--data-dir`) if given: a folder without the files is an error (`p.error`). Else from
+    `jaxnet.data.load_mnist`'s default folders ($JAXNET_DATA_DIR/mnist, then ~/.cache/jaxnet/mnist); when
+    they hold no MNIST files, prints `NAME: skipped, no MNIST files (...); pass --data-dir DIR ...` (+ `hint`)
+    and returns None, so that `python -m experiments all` runs anywhere. `load_options` go to `load_mnist`
+    (`download=True` fetches the files instead of skipping).
+    """
+    if data_dir is not None:
+        if not Path(data_dir).is_dir() and not load_options.get("download"):
+            p.error(f"--data-dir {data_dir}: no such directory")
+        try:
+            return data.load_mnist(data_dir, **load_options)
+        except FileNotFoundError as err:
+            p.error(f"--data-dir: {err}")
+    env = os.environ.get("JAXNET_DATA_DIR")
+    places = ([Path(env) / "mnist"] if env else []) + [data.cache_dir() / "mnist"]  # as data.mnist_dir
+    if not load_options.get("download") and not any(place.is_dir() for place in places):
+        reason = f"no folder {' or '.join(map(str, places))}"
+    else:
+        try:
+            return data.load_mnist(None, **load_options)
+        except FileNotFoundError as err:
+            reason = str(err)
+    print(f"{name}: skipped, no MNIST files ({reason}); {MNIST_HOW_TO}{hint}")
+    return None
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,7 +1,8 @@
 """Shared plumbing for the training-techniques experiments (Deep Learning from Scratch, chapter 6).
 
-- `load_mnist_or_skip`: MNIST from `--data-dir` or `$JAXNET_DATA_DIR/mnist`; without either the
-  experiment prints one line and is skipped, so `python -m experiments all` runs on a fresh machine.
+- `load_mnist_or_skip`: MNIST from `--data-dir`, else `$JAXNET_DATA_DIR/mnist` or ~/.cache/jaxnet/mnist;
+  without them the experiment prints one line and is skipped, so `python -m experiments all` runs on a
+  fresh machine.
 - `train_members`: N networks trained together by one `jaxnet.train.fit_ensemble` call (rounds are
   epochs, or the book's iterations drawn with replacement), timed, with per-round accuracies.
 - `select_optimizer`: one optax transformation that runs member i's choice among several, so that
@@ -12,25 +13,23 @@
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments._common import parser, timed
+from experiments._common import mnist_or_skip, parser, timed
 from jaxnet import data, optim
 from jaxnet.train import fit_ensemble
 from jaxnet import Network
 
 LOSS = "softmax_cross_entropy"
 T10K_SPLIT = (8000, 2000)
-HOW_TO = ("pass --data-dir DIR (the folder of the MNIST IDX files) or set JAXNET_DATA_DIR so that "
-          "$JAXNET_DATA_DIR/mnist holds them")
 
 
 def add_data_dir(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -66,36 +65,19 @@ def sgd(learning_rate: float | jax.Array = 0.01) -> optax.GradientTransformation
 
 
 def load_mnist_or_skip(p: argparse.ArgumentParser, args: argparse.Namespace, name: str) -> data.MNIST | None:
-    """MNIST (flattened, pixels in [0, 1]) from `args.data_dir`, else from `$JAXNET_DATA_DIR/mnist`.
+    """MNIST (flattened, pixels in [0, 1]) from `args.data_dir`, else from `$JAXNET_DATA_DIR/mnist` or
+    ~/.cache/jaxnet/mnist (`experiments._common.mnist_or_skip`).
 
     With only the t10k files the 10,000 images are split 8,000 train / 2,000 test (`jaxnet.data.load_mnist`,
     stratified and deterministic). An explicit `--data-dir` that does not hold MNIST is an error (`p.error`);
-    without one and without the variable (or with a variable naming no MNIST folder) one line is printed
-    and None returned: the caller returns `{"skipped": ...}`.
+    without MNIST files one line is printed and None returned: the caller returns `skipped(name)`.
     """
-    if getattr(args, "data_dir", None) is not None:
-        if not Path(args.data_dir).is_dir():
-            p.error(f"--data-dir {args.data_dir}: no such directory")
-        try:
-            return data.load_mnist(args.data_dir, flatten=True, t10k_split=T10K_SPLIT)
-        except FileNotFoundError as err:
-            p.error(f"--data-dir: {err}")
-    env = os.environ.get("JAXNET_DATA_DIR")
-    directory = Path(env) / "mnist" if env else None
-    if directory is None or not directory.is_dir():
-        where = "no --data-dir and no JAXNET_DATA_DIR" if directory is None else f"{directory} does not exist"
-        print(f"{name}: skipped, no MNIST ({where}); {HOW_TO}")
-        return None
-    try:
-        return data.load_mnist(directory, flatten=True, t10k_split=T10K_SPLIT)
-    except FileNotFoundError as err:
-        print(f"{name}: skipped ({err}); {HOW_TO}")
-        return None
+    return mnist_or_skip(name, p, getattr(args, "data_dir", None), flatten=True, t10k_split=T10K_SPLIT)
 
 
 def skipped(name: str) -> dict:
-    """The summary an experiment returns when MNIST is absent."""
-    return {"skipped": f"{name}: no MNIST; {HOW_TO}"}
+    """The summary an experiment returns when MNIST is absent (the line printed says how to add it)."""
+    return {"skipped": "no MNIST files"}
 
 
 def book_scaled_params(net: Network, key: jax.Array, input_shape: tuple[int, ...], scales: jax.Array) -> Any:

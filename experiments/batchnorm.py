@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
     for label, net in zip(("bn", "plain"), networks()):
         params = tech.book_scaled_params(net, jax.random.fold_in(key, 0), (784,), SCALES)
         runs[label] = tech.train_members(net, params, x, y, make_optimizer=tech.sgd, rounds=epochs,
-                                         batch_size=BATCH_SIZE, key=jax.random.fold_in(key, 1), eval_sets={"train": (x, y)},
+                                         batch_size=BATCH_SIZE, key=jax.random.fold_in(key, 1),
+                                         eval_sets={"train": (x, y)},
                                          progress=f"batchnorm ({'with' if label == 'bn' else 'without'})")
         warning = tech.divergence_line(runs[label]["diverged_round"], [f"W {s:.2g}" for s in SCALES],
                                        f"batchnorm ({label})")

@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"{metrics['test_accuracy_tutorial_scaling']:.4f} with the tutorial's scaling "
           f"(final BCE {metrics['final_train_loss_true_gradient']:.4f} vs "
           f"{metrics['final_train_loss_tutorial_scaling']:.4f}); figure {figure}")
-    return {"acc_true": metrics["test_accuracy_true_gradient"], "acc_tutorial": metrics["test_accuracy_tutorial_scaling"]}
+    return {"acc_true": metrics["test_accuracy_true_gradient"],
+            "acc_tutorial": metrics["test_accuracy_tutorial_scaling"]}
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 
 import jaxnet
 from experiments import _classification as cls
-from experiments._common import parser, write_metrics
+from experiments._common import mnist_or_skip, parser, write_metrics
 from jaxnet import data, fit, metrics, optim, plot
 
 BATCH_SIZE, LEARNING_RATE = 100, 1e-3
@@ -55,15 +55,10 @@ def load(p, args) -> tuple[data.MNIST | None, str]:
     """`(mnist, where)`: MNIST from --data-dir, else `jaxnet.data.load_mnist`'s default folder, fetched
     first with --download; `(None, message)` (printed) when the default folder holds no MNIST files,
     so `python -m experiments all` runs anywhere. A --data-dir without the files is an error."""
-    try:
-        mnist = data.load_mnist(args.data_dir, t10k_split=T10K_SPLIT, download=args.download)
-    except FileNotFoundError as err:
-        if args.data_dir is not None:
-            p.error(f"--data-dir: {err}")
-        message = (f"cnn: skipped ({err}); point it at the IDX files with `python -m experiments cnn --data-dir "
-                   f"DIR`, set JAXNET_DATA_DIR so that $JAXNET_DATA_DIR/mnist holds them, or add --download")
-        print(message)
-        return None, message
+    mnist = mnist_or_skip("cnn", p, args.data_dir, hint=", or add --download", t10k_split=T10K_SPLIT,
+                          download=args.download)
+    if mnist is None:
+        return None, "no MNIST files"
     return mnist, str(args.data_dir or "the default MNIST folder")
 
 
@@ -82,10 +77,11 @@ def split(mnist: data.MNIST, full: bool, quick: bool):
     return x_tr[:, None], y_tr, x_te[:, None], y_te, source
 
 
-def filters_figure(before, after, path):
+def filters_figure(before, after, path, init="he"):
     """The first layer's filters (FN, 1, FH, FW) before and after training and their change, each
     filter scaled to its own range, 10 per row (the book's figure 7-24, plus the change: after He
-    initialisation much of a filter's random pattern survives training)."""
+    initialisation much of a filter's random pattern survives training). `init` ("he" or "book") is
+    named in the titles."""
     before, after = np.asarray(before), np.asarray(after)
     rows = -(-before.shape[0] // 10)
     fig = Figure(figsize=(8.0, 6.6 * rows / 3), layout="constrained")
@@ -96,7 +92,8 @@ def filters_figure(before, after, path):
             ax.set_axis_off()
         for ax, w in zip(axes.ravel(), W[:, 0]):
             ax.imshow(w, cmap="gray_r", interpolation="nearest")
-        sub.suptitle(f"first-layer filters {W.shape[2]} x {W.shape[3]}, {title}", fontsize=10)
+        start = "He init" if init == "he" else "the book's init (0.01 randn)"
+        sub.suptitle(f"first-layer filters {W.shape[2]} x {W.shape[3]} from {start}, {title}", fontsize=10)
     return plot.save(fig, path)
 
 
@@ -172,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
     accuracy = float(np.mean(predicted == y_test))
 
     out = args.out
-    figures = [filters_figure(filters_before, params[0]["W"], out / "filters.png")]
+    figures = [filters_figure(filters_before, params[0]["W"], out / "filters.png", args.init)]
     digit = x_test[:1]
     feature_maps = jax.jit(lambda p, x: net.forward(p, x)[2])(params, digit)[0]  # after Conv2D and ReLU
     figures.append(feature_maps_figure(digit[0], feature_maps, int(y_test[0]),
@@ -187,10 +184,12 @@ def main(argv: list[str] | None = None) -> dict:
     metrics_ = {
         "seed": args.seed, "data_dir": str(directory), "source": source, "n_train": int(x_train.shape[0]),
         "n_test": int(x_test.shape[0]), "epochs": epochs, "iterations": epochs * -(-x_train.shape[0] // BATCH_SIZE),
-        "batch_size": BATCH_SIZE, "optimizer": "adam", "learning_rate": LEARNING_RATE, "network": net.name, "init": args.init,
+        "batch_size": BATCH_SIZE, "optimizer": "adam", "learning_rate": LEARNING_RATE, "network": net.name,
+        "init": args.init,
         "test_accuracy": accuracy, "target": target, "val_accuracy_per_epoch": history["val_accuracy"],
         "train_loss_per_epoch": history["loss"], "val_loss_per_epoch": history["val_loss"],
-        "diverged_epoch": -1 if diverged_at is None else diverged_at, "confusion": matrix, "train_seconds": train_seconds, "seconds": seconds,
+        "diverged_epoch": -1 if diverged_at is None else diverged_at, "confusion": matrix,
+        "train_seconds": train_seconds, "seconds": seconds,
     }
     write_metrics(out, metrics_)
     short = " (a --quick run is too short to reach it)" if args.quick else (

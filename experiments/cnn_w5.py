@@ -16,7 +16,7 @@ contenders. Nothing here times anything: the benchmark does.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -37,8 +37,8 @@ BOOK_BEST, TARGET_BEST, TARGET_RATIO, SHOWN = 0.84, 0.84, 10.0, 20
 
 def grid_figure(val: np.ndarray, train: np.ndarray, order: np.ndarray, lrs, wds, path):
     shown = order[:SHOWN]
-    panels = [(f"Best-{rank + 1}: val {tech.last_finite(val[i]):.2f}\nlr {lrs[i]:.2g}, decay {wds[i]:.2g}", val[i], train[i])
-              for rank, i in enumerate(shown)]
+    panels = [(f"Best-{rank + 1}: val {tech.last_finite(val[i]):.2f}\nlr {lrs[i]:.2g}, decay {wds[i]:.2g}",
+               val[i], train[i]) for rank, i in enumerate(shown)]
     return tech.curves_grid(panels, path, columns=5, labels=("validation", "training"),
                             size=(13, 2.3 * -(-len(shown) // 5) + 0.3),
                             title=f"The best {len(shown)} of {len(order)} random trials (book figure 6-24)")

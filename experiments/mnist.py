@@ -1,7 +1,8 @@
 """`mnist`: the book's TwoLayerNet on MNIST, 784-100-10 ReLU, softmax cross-entropy, batch 100, SGD 0.1.
 
 Data: MNIST IDX files (raw or .gz) from `--data-dir DIR` (the folder holding them), else
-`$JAXNET_DATA_DIR/mnist`, else the user cache `~/.cache/jaxnet/mnist` (`jaxnet.data.mnist_dir`). With the full set (60,000 train + 10,000 test images) the run follows the book
+`$JAXNET_DATA_DIR/mnist`, else the user cache `~/.cache/jaxnet/mnist` (`jaxnet.data.mnist_dir`). With the
+full set (60,000 train + 10,000 test images) the run follows the book
 (Deep Learning from Scratch 4.5 and 5.7.4): 10,000 iterations of batch 100, i.e. 17 epochs, for about
 0.97 test accuracy. With only the 10,000 `t10k` files the loader splits them 8,000 train / 2,000 test
 (stratified, deterministic; `jaxnet.data.load_mnist`) and the run takes 20 epochs (1,600 iterations).
@@ -23,7 +24,7 @@ import time
 import jax
 
 from experiments import _classification as cls
-from experiments._common import parser, write_metrics
+from experiments._common import mnist_or_skip, parser, write_metrics
 from jaxnet import data, mlp
 
 BATCH_SIZE, LEARNING_RATE, SEEDS = 100, 0.1, 5
@@ -37,15 +38,11 @@ def main(argv: list[str] | None = None) -> dict:
     p = parser("mnist", __doc__.splitlines()[0])
     args = p.parse_args(argv)
     start = time.perf_counter()
-    try:
-        directory = data.mnist_dir(args.data_dir)
-        mnist = data.load_mnist(directory, flatten=True, t10k_split=T10K_SPLIT)
-    except FileNotFoundError as err:
-        if args.data_dir is not None:  # asked for: a missing folder or file is an error
-            p.error(f"--data-dir: {err}")
-        message = f"mnist: skipped: {err}"  # the defaults: skipped, so `python -m experiments all` runs anywhere
-        print(message)
-        return {"skipped": message}
+    # an explicit --data-dir without the files is an error; without one, one line and skipped
+    mnist = mnist_or_skip("mnist", p, args.data_dir, flatten=True, t10k_split=T10K_SPLIT)
+    if mnist is None:
+        return {"skipped": "no MNIST files"}
+    directory = data.mnist_dir(args.data_dir)
 
     kind = "full" if mnist.source == "train+t10k" else "t10k"
     epochs, seeds = (3, 2) if args.quick else (EPOCHS[kind], SEEDS)

@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> dict:
                           tutorial_scaling=scaling, opt_state=states[label])
         if (warning := divergence_warning(runs[label].history, f"xor ({label})")):
             print(warning)
-    save_runs(args, {k: r.params for k, r in runs.items()}, {k: r.opt_state for k, r in runs.items()}, config, done + epochs)
+    save_runs(args, {k: r.params for k, r in runs.items()}, {k: r.opt_state for k, r in runs.items()}, config,
+              done + epochs)
     params, history = runs["true_gradient"].params, runs["true_gradient"].history
     history_tutorial = runs["tutorial_scaling"].history
     predictions = np.asarray(net.apply(params, x)).ravel()
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> dict:
         "solved_tutorial_scaling": counts["tutorial_scaling"],
     }
     write_metrics(args.out, metrics)
-    print(f"xor: final loss {metrics['final_loss']:.3g} (tutorial scaling {metrics['final_loss_tutorial_scaling']:.3g}); "
+    print(f"xor: final loss {metrics['final_loss']:.3g} "
+          f"(tutorial scaling {metrics['final_loss_tutorial_scaling']:.3g}); "
           f"solved {counts['true_gradient']}/{SEEDS} seeds with the true gradient, "
           f"{counts['tutorial_scaling']}/{SEEDS} with the tutorial's scaling; figure {figure}")
     return {"solved_true": counts["true_gradient"], "solved_tutorial": counts["tutorial_scaling"],

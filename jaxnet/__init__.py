@@ -7,7 +7,8 @@ The functional API (parameters are pytrees, a network is a record of pure functi
 >>> _, params = net.init(jax.random.key(0))
 >>> x, y = jaxnet.data.xor()
 >>> result = jaxnet.fit(net, params, x, y, loss="mse", optimizer=jaxnet.optim.sgd(1.0), epochs=5000)
->>> print(jaxnet.gradcheck(net, result.params, x, y, "mse").passed)
+>>> params, history = result.params, result.history
+>>> jaxnet.gradcheck(net, params, x, y, "mse").passed    # print(...) shows the whole table
 True
 
 Where things are (one import path per public name): layers, networks, the gradient routes, `fit`,

@@ -24,7 +24,8 @@ passes); Goodfellow, Bengio & Courville, *Deep Learning*, 6.3.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -34,7 +34,8 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable, Mapping, NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -170,7 +171,8 @@ def _read_leaf(archive: zipfile.ZipFile, member: str, dtype_name: str) -> np.nda
         raise ValueError(f"{member}: not a version 1.0 .npy entry")
     shape, fortran_order, stored = np.lib.format.read_array_header_1_0(f)
     payload = f.read()
-    if stored != _encode(np.zeros(0, dtype)).dtype or fortran_order or len(payload) != math.prod(shape) * dtype.itemsize:
+    wrong_size = len(payload) != math.prod(shape) * dtype.itemsize
+    if stored != _encode(np.zeros(0, dtype)).dtype or fortran_order or wrong_size:
         raise ValueError(f"{member}: {len(payload)} bytes of {stored} {shape}, the manifest says {dtype_name}")
     arr = np.frombuffer(payload, stored).reshape(shape)
     return arr.astype(dtype) if dtype.kind in "biufc" else arr.view(dtype)
@@ -236,7 +238,8 @@ def _like(path: Path, name: str, leaves: dict[str, jax.Array], template: Any) ->
     return treedef.unflatten([leaves[p] for p in paths])
 
 
-def load(path: str | os.PathLike, *, like: Any = None, state_like: Any = None, opt_state_like: Any = None) -> Checkpoint:
+def load(path: str | os.PathLike, *, like: Any = None, state_like: Any = None,
+         opt_state_like: Any = None) -> Checkpoint:
     """Load a checkpoint written by `save`, checking it; no code in the file is executed.
 
     Args:
@@ -284,7 +287,8 @@ def check_config(saved: Mapping, expected: Mapping, *, ignore: Iterable[str] = (
     """
     ignored = set(ignore)
     now = _json_config({k: v for k, v in expected.items() if k not in ignored})
-    diffs = [f"{k}: absent from the checkpoint, now {v!r}" if k not in saved else f"{k}: checkpoint {saved[k]!r}, now {v!r}"
+    diffs = [f"{k}: absent from the checkpoint, now {v!r}" if k not in saved
+             else f"{k}: checkpoint {saved[k]!r}, now {v!r}"
              for k, v in now.items() if k not in saved or saved[k] != v]
     if diffs:
         raise ValueError("config: the checkpoint was written with other settings: " + "; ".join(diffs))

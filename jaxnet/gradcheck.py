@@ -56,7 +56,8 @@ Wright, *Numerical Optimization*, 2nd ed., 8.1 (finite-difference errors); Richa
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -167,13 +168,15 @@ class GradcheckReport(NamedTuple):
         ]
         for leaf in self.leaves:
             fd = leaf.fd
-            lines.append(f"  {_row(leaf.path, leaf.shape, leaf.route)}{fd.max_abs:>10.2e}{fd.max_rel:>10.2e} {fd.rule:<8}"
+            lines.append(f"  {_row(leaf.path, leaf.shape, leaf.route)}"
+                         f"{fd.max_abs:>10.2e}{fd.max_rel:>10.2e} {fd.rule:<8}"
                          f"{leaf.fd_checked:>9d}{len(leaf.kinks):>6d}  {'yes' if leaf.passed else 'NO'}"
                          + (f"  ({leaf.note})" if leaf.note else ""))
         kinks = self.kinks
         if kinks:
             shown = ", ".join(kinks[:12]) + (f", ... ({len(kinks)} in all)" if len(kinks) > 12 else "")
-            lines.append(f"  kinks (a layer output is not differentiable there, so finite differences cannot check these; not errors): {shown}")
+            lines.append("  kinks (a layer output is not differentiable there, so finite differences cannot check "
+                         f"these; not errors): {shown}")
         lines.append("  PASSED" if self.passed else "  FAILED" + ("" if self.loss_check.passed else " (loss value)"))
         return "\n".join(lines)
 
@@ -190,14 +193,16 @@ def _precision(precision: Any) -> str:
     except TypeError:
         name = None
     if name not in ROUTE_TOLERANCES:
-        raise ValueError(f"precision: expected 'float64' or 'float32' (or jnp.float64 / jnp.float32), got {precision!r}")
+        raise ValueError("precision: expected 'float64' or 'float32' (or jnp.float64 / jnp.float32), "
+                         f"got {precision!r}")
     return name
 
 
 def _route(grad: Any) -> tuple[Callable, str, bool]:
     """The route under test, its label, and whether it is one of jaxnet's (then it is jitted)."""
     grad = "backprop" if grad is None else grad
-    return gradient_fn(grad), grad if isinstance(grad, str) else getattr(grad, "__name__", "grad"), isinstance(grad, str)
+    label = grad if isinstance(grad, str) else getattr(grad, "__name__", "grad")
+    return gradient_fn(grad), label, isinstance(grad, str)
 
 
 @functools.partial(jax.jit, static_argnames=("route", "net", "loss_fn", "train"))
@@ -342,7 +347,8 @@ def gradcheck(
         in_leaf = (fd.coords >= offset) & (fd.coords < offset + a.size)
         good = in_leaf & ~fd.kink
         fd_cmp = _compare(fd.central[good], a.reshape(-1)[fd.coords[good] - offset], fd_rtol, fd_atol)
-        kinks = tuple(tuple(int(i) for i in np.unravel_index(c - offset, a.shape)) for c in fd.coords[in_leaf & fd.kink])
+        kinks = tuple(tuple(int(i) for i in np.unravel_index(c - offset, a.shape))
+                      for c in fd.coords[in_leaf & fd.kink])
         offset += a.size
         leaves.append(LeafCheck(jax.tree_util.keystr(path), a.shape, route_cmp, fd_cmp, int(in_leaf.sum()), kinks,
                                 route_cmp.passed and fd_cmp.passed, note))

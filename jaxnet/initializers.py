@@ -5,14 +5,14 @@ signature, so they also work with any jax.nn.initializers consumer). The PRNG ke
 2-D shape (fan_in, fan_out); for higher ranks the leading axes are the receptive field (as in
 conv kernels (kh, kw, in, out)) and multiply both fans.
 
-| name             | distribution                          | std                       | source              |
-|------------------|---------------------------------------|---------------------------|---------------------|
-| `xavier_uniform` | U(-a, a), a = sqrt(6 / (in + out))     | sqrt(2 / (in + out))      | Glorot & Bengio 2010, eq. (16) |
-| `xavier_normal`  | N(0, std^2) (not truncated)           | sqrt(2 / (in + out))      | Glorot & Bengio 2010 |
-| `he_normal`      | N(0, std^2) (not truncated)           | sqrt(2 / in)              | He et al. 2015, eq. (10) |
-| `he_uniform`     | U(-a, a), a = sqrt(6 / in)            | sqrt(2 / in)              | He et al. 2015      |
-| `normal(std)`    | N(0, std^2)                           | std (the book uses 0.01)  | Deep Learning from Scratch 6.2 |
-| `zeros`          | 0                                     | 0                         |                     |
+| name             | distribution                       | std                      | source                         |
+|------------------|------------------------------------|--------------------------|--------------------------------|
+| `xavier_uniform` | U(-a, a), a = sqrt(6 / (in + out)) | sqrt(2 / (in + out))     | Glorot & Bengio 2010, eq. (16) |
+| `xavier_normal`  | N(0, std^2) (not truncated)        | sqrt(2 / (in + out))     | Glorot & Bengio 2010           |
+| `he_normal`      | N(0, std^2) (not truncated)        | sqrt(2 / in)             | He et al. 2015, eq. (10)       |
+| `he_uniform`     | U(-a, a), a = sqrt(6 / in)         | sqrt(2 / in)             | He et al. 2015                 |
+| `normal(std)`    | N(0, std^2)                        | std (the book uses 0.01) | Deep Learning from Scratch 6.2 |
+| `zeros`          | 0                                  | 0                        |                                |
 
 Note: `jax.nn.initializers.he_normal` draws from a *truncated* normal; jaxnet's is the untruncated
 normal of He et al. The tutorial's "Xavier" initialisation, `randn(in, out) * sqrt(2 / in)`, is
@@ -21,7 +21,7 @@ normal of He et al. The tutorial's "Xavier" initialisation, `randn(in, out) * sq
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -34,7 +34,8 @@ Goodfellow et al., *Deep Learning*, 6.2.2.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -247,7 +248,8 @@ def sigmoid_binary_crossentropy_derivative(logits: jax.Array, y_true: jax.Array)
 
     Same arguments and errors as `sigmoid_binary_crossentropy`.
     """
-    return _sigmoid_binary_crossentropy_derivative(*_prepare("sigmoid_binary_crossentropy", "logits", logits, "y_true", y_true))
+    prepared = _prepare("sigmoid_binary_crossentropy", "logits", logits, "y_true", y_true)
+    return _sigmoid_binary_crossentropy_derivative(*prepared)
 
 
 def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:

@@ -111,8 +111,10 @@ def accuracy(y_pred: jax.Array, y_true: jax.Array, *, from_logits: bool = False)
     is_labels = y_true.shape == labels_shape and (jnp.issubdtype(y_true.dtype, jnp.integer)
                                                   or y_true.dtype == jnp.bool_)
     if not is_labels and y_true.shape != y_pred.shape:
-        float_labels = jnp.issubdtype(y_true.dtype, jnp.floating) and y_true.shape in (labels_shape, labels_shape + (1,))
-        hint = (" (float class labels? cast them to int: y_true.ravel().astype(jnp.int32))" if float_labels and outputs > 1
+        float_labels = (jnp.issubdtype(y_true.dtype, jnp.floating)
+                        and y_true.shape in (labels_shape, labels_shape + (1,)))
+        hint = (" (float class labels? cast them to int: y_true.ravel().astype(jnp.int32))"
+                if float_labels and outputs > 1
                 else " (add the output axis: y_true[:, None])" if float_labels else "")
         raise ValueError(f"y_true: expected integer class labels of shape {tuple(labels_shape)} or targets of "
                          f"y_pred's shape {tuple(y_pred.shape)}, got {y_true.dtype} {tuple(y_true.shape)}{hint}")

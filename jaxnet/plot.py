@@ -2,22 +2,45 @@
 
 No backend is selected or forced and no window can open: `Figure.savefig` renders PNGs with Agg
 whatever `MPLBACKEND` says, and figures are never registered with pyplot, so nothing accumulates and
-nothing blocks. `save` writes the file and releases the figure's artists.
+nothing blocks. `save` writes the file and releases the figure's artists. In Jupyter a figure shows
+itself when it is the value of a cell (`fig` on the last line), rendered the same way, without pyplot
+or `%matplotlib inline` (`NotebookFigure`).
 
 Importing `jaxnet` does not import this module (it imports matplotlib); `jaxnet.plot` does.
 """
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
 
+class NotebookFigure(Figure):
+    """A matplotlib `Figure` that Jupyter displays: IPython shows an object's `_repr_png_` as an image.
+
+    A plain `Figure` made without pyplot shows in a notebook only as `<Figure size ...>` text, unless
+    pyplot was imported first (its inline backend registers the display). This one renders itself to a
+    PNG with Agg, as `save` does: no backend is selected, nothing is registered with pyplot, and outside
+    IPython nothing calls it.
+    """
+
+    def _repr_png_(self) -> bytes | None:
+        """The figure as PNG bytes (110 dpi, trimmed to its content); None once `save` has cleared it."""
+        if not self.axes and not self.subfigs and not self.texts and not self.images:
+            return None
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+        return buffer.getvalue()
+
+
 def figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] | None = None, **kwargs):
     """A new matplotlib `Figure` (constrained layout, not registered with pyplot) and its axes.
+
+    The figure is a `NotebookFigure`: the value of a Jupyter cell (`fig`) shows as an image.
 
     Args:
         nrows, ncols: the grid of axes.
@@ -32,7 +55,7 @@ def figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] | None =
         ValueError: from matplotlib, for a grid smaller than 1 x 1.
     """
     size = size or (4.2 * ncols, 3.6 * nrows)
-    fig = Figure(figsize=size, layout="constrained")
+    fig = NotebookFigure(figsize=size, layout="constrained")
     axes = fig.subplots(nrows, ncols, **kwargs)
     return fig, axes
 

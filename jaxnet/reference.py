@@ -152,6 +152,68 @@ def train_minibatch_epoch(weights, biases, x, y, *, batch_size, learning_rate, r
 
 
 def from_jaxnet_params(params) -> tuple[list, list]:
-    """Weights and biases (float64 numpy) from a jaxnet mlp params tuple (Dense dicts and {}s)."""
+    """Weights and biases (float64 numpy) from a jaxnet mlp params tuple (Dense dicts and {}s);
+    biases of shape (n,). The reverse is `to_jaxnet_params`."""
     dense = [p for p in params if p]
     return [np.asarray(p["W"], np.float64) for p in dense], [np.asarray(p["b"], np.float64) for p in dense]
+
+
+def to_jaxnet_params(weights, biases, dtype=np.float32) -> tuple:
+    """jaxnet `mlp` params from the tutorial's layout: the reverse of `from_jaxnet_params`.
+
+    Args:
+        weights: a list of L weight matrices, `weights[l]` of shape (n_l, n_{l+1}) (the tutorial's
+            `z = a @ W + b`), any floating dtype.
+        biases: a list of L biases, `biases[l]` of shape (1, n_{l+1}) (the tutorial's rows) or
+            (n_{l+1},).
+        dtype: the dtype of the returned arrays (float32, jaxnet's default; float64 needs
+            `jax.enable_x64`).
+
+    Returns:
+        The params of `jaxnet.mlp([n_0, ..., n_L], ...)`: a tuple with one entry per layer,
+        `{"W": (n_l, n_{l+1}), "b": (n_{l+1},)}` for each Dense layer and `{}` for the activation layer
+        after it (numpy arrays of `dtype`; every jaxnet function accepts them).
+
+    Raises:
+        TypeError: `weights` or `biases` is not a list or tuple, or holds non-floating arrays.
+        ValueError: no weights, a bias count that differs from the weight count, a weight matrix that is
+            not 2-D or whose rows do not match the previous one's columns, or a bias whose shape is
+            neither (1, n) nor (n,) for its matrix's n columns; each message names the entry.
+
+    >>> import numpy as np, jaxnet
+    >>> from jaxnet import reference
+    >>> rng = np.random.default_rng(0)
+    >>> weights = [rng.standard_normal((2, 4)), rng.standard_normal((4, 1))]   # the tutorial's layout
+    >>> biases = [np.zeros((1, 4)), np.zeros((1, 1))]
+    >>> params = reference.to_jaxnet_params(weights, biases)
+    >>> [{name: a.shape for name, a in p.items()} for p in params]
+    [{'W': (2, 4), 'b': (4,)}, {}, {'W': (4, 1), 'b': (1,)}, {}]
+    >>> net = jaxnet.mlp([2, 4, 1], activation="sigmoid")
+    >>> x = np.array([[0.0, 1.0], [1.0, 1.0]])
+    >>> np.allclose(net.apply(params, x.astype(np.float32)), forward(weights, biases, x)[0][-1], atol=1e-6)
+    True
+    """
+    for name, value in (("weights", weights), ("biases", biases)):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{name}: expected a list of arrays (the tutorial's layout), got {type(value).__name__}")
+    if not weights:
+        raise ValueError("weights: expected at least one weight matrix, got an empty list")
+    if len(biases) != len(weights):
+        raise ValueError(f"biases: expected {len(weights)} biases, one per weight matrix, got {len(biases)}")
+    params = []
+    for i, (W, b) in enumerate(zip(weights, biases)):
+        W, b = np.asarray(W), np.asarray(b)
+        for name, a in ((f"weights[{i}]", W), (f"biases[{i}]", b)):
+            if not np.issubdtype(a.dtype, np.floating):
+                raise TypeError(f"{name}: expected a floating array, got dtype {a.dtype}")
+        if W.ndim != 2:
+            raise ValueError(f"weights[{i}]: expected a 2-D matrix (n_in, n_out), got shape {W.shape}")
+        if i and W.shape[0] != np.shape(weights[i - 1])[1]:
+            raise ValueError(f"weights[{i}]: expected {np.shape(weights[i - 1])[1]} rows to follow weights[{i - 1}] "
+                             f"of shape {np.shape(weights[i - 1])}, got shape {W.shape}")
+        n = W.shape[1]
+        if b.shape not in ((1, n), (n,)):
+            raise ValueError(f"biases[{i}]: expected shape (1, {n}) or ({n},) to match weights[{i}] of shape "
+                             f"{W.shape}, got {b.shape}")
+        params += [{"W": W.astype(dtype), "b": b.reshape(n).astype(dtype)}, {}]
+    return tuple(params)

@@ -176,7 +176,8 @@ class SimpleConvNet:
         def randn(*shape):
             return (weight_init_std * rng.standard_normal(shape)).astype(dtype)
 
-        self.params = {"W1": randn(filter_num, input_dim[0], filter_size, filter_size), "b1": np.zeros(filter_num, dtype),
+        self.params = {"W1": randn(filter_num, input_dim[0], filter_size, filter_size),
+                       "b1": np.zeros(filter_num, dtype),
                        "W2": randn(pool_out, hidden_size), "b2": np.zeros(hidden_size, dtype),
                        "W3": randn(hidden_size, output_size), "b3": np.zeros(output_size, dtype)}
         self.stride, self.pad = stride, pad

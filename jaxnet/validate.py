@@ -16,7 +16,8 @@ import functools
 import math
 import numbers
 import warnings
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -332,10 +333,28 @@ def check_batch_statistics(net: Any, input_shape: tuple[int, ...], batch_size: i
                                  f"batch_size > 1 and n % batch_size != 1")
 
 
+def check_input_dtype(name: str, x: Any, params: Any, params_name: str = "params") -> None:
+    """jaxnet's one dtype rule for data: a floating `x` has the params' floating dtype, as JAX sees both
+    (a numpy float64 array is float32 unless x64 is on). Every door follows it: `net.apply`, `forward`
+    and `backward`, `backprop`, `autodiff`, `gradcheck`, `fit`, `predict`, `evaluate`. Nothing is
+    silently promoted (float32 params with float64 data would compute in float64, unlike the params).
+    Works on tracers (dtypes are static).
+
+    Raises:
+        TypeError: the dtypes differ; the message gives the cast to write.
+    """
+    dtype = float_dtype_of(params_name, params)
+    x_dtype = np.dtype(jnp.result_type(x))
+    if dtype is not None and jnp.issubdtype(x_dtype, jnp.floating) and x_dtype != dtype:
+        raise TypeError(f"{name}: dtype {x_dtype} differs from the {params_name}' {dtype}; cast it with "
+                        f"{name}.astype(jnp.{dtype}) (or the {params_name} to {x_dtype})")
+
+
 def check_network_input(net: Any, params: Any, x: Any, *, name: str = "x", params_name: str = "params",
                         batched: bool = True, with_input: bool = False) -> Any:
-    """Check params against `net` and `x`'s shape against the network's input; return the output shape
-    for one example (with `with_input`: the pair (example input shape, output shape)).
+    """Check params against `net`, `x`'s shape against the network's input and `x`'s dtype against the
+    params' (`check_input_dtype`); return the output shape for one example (with `with_input`: the pair
+    (example input shape, output shape)).
 
     `x` is a batch (batch, *input_shape) when `batched`; otherwise one example `input_shape` is
     accepted too. When the params fit the network's construction-time input shape but not `x`, the
@@ -366,9 +385,11 @@ def check_network_input(net: Any, params: Any, x: Any, *, name: str = "x", param
     for candidate in candidates:
         try:
             out_shape = check_params(net, params, candidate, name=params_name, input_name=name)
-            return (candidate, out_shape) if with_input else out_shape
         except (ValueError, TypeError) as err:
             first_error = first_error or err
+        else:
+            check_input_dtype(name, x, params, params_name)
+            return (candidate, out_shape) if with_input else out_shape
     default = None if net.input_shape is None else tuple(net.input_shape)
     if default is not None and default not in candidates:
         try:
@@ -560,7 +581,8 @@ def check_output_pairing(net: Any, loss: Any) -> None:
                          f"jaxnet.mlp(sizes, output_activation='identity'){alternative}")
     wanted = contract.output_activation
     if not contract.from_logits and wanted in _SQUASHING and known and out != wanted:
-        alternative = " or loss='sigmoid_binary_crossentropy' on identity (logit) outputs" if wanted == "sigmoid" else ""
+        alternative = (" or loss='sigmoid_binary_crossentropy' on identity (logit) outputs"
+                       if wanted == "sigmoid" else "")
         raise ValueError(f"net: its output layer is {out}, but {contract.name} expects probabilities in [0, 1] from a "
                          f"{wanted} output layer; use output_activation='{wanted}'{alternative}")
     if contract.from_logits and out in _BOUNDED:
@@ -570,14 +592,14 @@ def check_output_pairing(net: Any, loss: Any) -> None:
 
 
 def check_data(net: Any, params: Any, x: Any, y: Any, loss: Any, *, x_name: str = "x", y_name: str = "y",
-               params_name: str = "params", same_dtype: bool = False, with_output_shape: bool = False) -> tuple:
+               params_name: str = "params", same_dtype: bool = True, with_output_shape: bool = False) -> tuple:
     """Validate a network's params with a batch of data (x, y) for `loss`; return x, y as arrays (and,
     `with_output_shape`, the network's output shape for one example).
 
     x: floating (n, *input_shape) with n >= 1 matching the params (`check_network_input`); y: targets
-    for the loss with n rows (`check_targets`); params of one floating dtype; x and y finite. With
-    `same_dtype` (training), x and floating y must also have the params' dtype. Shape checks run on
-    tracers too; value checks only on concrete arrays.
+    for the loss with n rows (`check_targets`); params of one floating dtype; x and floating y of the
+    params' dtype (`check_input_dtype`; `same_dtype=False` exempts y only); x and y finite. Shape and
+    dtype checks run on tracers too; value checks only on concrete arrays.
     """
     x = as_float_array(x_name, x)
     if x.ndim == 0:
@@ -592,9 +614,6 @@ def check_data(net: Any, params: Any, x: Any, y: Any, loss: Any, *, x_name: str 
                          f"got shape {tuple(y.shape)}")
     check_targets(y_name, y, (x.shape[0], *out_shape), loss, pred_name="the network's output")
     if same_dtype and dtype is not None:
-        for arr_name, arr in ((x_name, x), (y_name, y)):
-            if jnp.issubdtype(arr.dtype, jnp.floating) and arr.dtype != dtype:
-                raise TypeError(f"{arr_name}: dtype {arr.dtype} differs from the params' {dtype}; cast it with "
-                                f"{arr_name}.astype(jnp.{dtype}) (or the params to {arr.dtype})")
+        check_input_dtype(y_name, y, params, params_name)
     check_finite(x_name, x)
     return (x, y, tuple(out_shape)) if with_output_shape else (x, y)

@@ -13,6 +13,8 @@
 - `x64`: a fixture that runs a test with float64 enabled (`jax.enable_x64`), as gradient checks need.
 - Under xdist (`-n 2`), work-stealing scheduling instead of `load` (`pytest_xdist_make_scheduler`).
 - `REPO` and `MNIST_DIR`: the repository root and the shared MNIST files beside it (may be absent).
+- `user_env()`: the environment of a user's process, for the docs and the notebook run in
+  subprocesses: without this run's `JAX_DISABLE_MOST_OPTIMIZATIONS` and fake devices.
 """
 
 from __future__ import annotations
@@ -59,6 +61,21 @@ settings.load_profile("jaxnet")
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
+
+
+def user_env() -> dict:
+    """The environment of a user who runs a doc's block or the notebook: XLA's optimisations on (they
+    change the rounding of long runs, so the docs state what a default configuration prints), one
+    device, no MPLBACKEND, the shared MNIST files in $JAXNET_DATA_DIR. Kept from the test run: the
+    faster XLA emitters of TEST_XLA_FLAGS, which give the same numbers in every doc block here."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MPLBACKEND", "JAXNET_DATA_DIR", "JAX_DISABLE_MOST_OPTIMIZATIONS", "XLA_FLAGS")}
+    flags = [flag for flag in os.environ.get("XLA_FLAGS", "").split()
+             if flag.lstrip("-").split("=")[0] != "xla_force_host_platform_device_count"]
+    if flags:
+        env["XLA_FLAGS"] = " ".join(flags)
+    env["JAXNET_DATA_DIR"] = str(MNIST_DIR.parent)  # $JAXNET_DATA_DIR/mnist holds the shared files
+    return env
 
 
 @pytest.fixture

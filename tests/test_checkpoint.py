@@ -321,7 +321,8 @@ def test_a_newer_format_version_is_refused(tmp_path, saved):
 def test_mismatched_templates_name_what_differs(saved, trained):
     _, params, _, tx = trained
     _, wider = mlp([2, 5, 1]).init(jax.random.key(0))
-    with pytest.raises(ValueError, match=r"params\[0\]\['W'\]: the file has float32 \(2, 4\), the template float32 \(2, 5\)"):
+    with pytest.raises(ValueError,
+                       match=r"params\[0\]\['W'\]: the file has float32 \(2, 4\), the template float32 \(2, 5\)"):
         checkpoint.load(saved, like=wider)
     _, deeper = mlp([2, 4, 4, 1]).init(jax.random.key(0))
     with pytest.raises(ValueError, match=r"params\[4\]\['W'\] is in the template but not in the file"):

@@ -80,7 +80,8 @@ def test_col2im_is_the_vjp_of_im2col(case, seed):
     with jax.enable_x64(True):
         kx, kc = jax.random.split(jax.random.key(seed))
         x = jax.random.normal(kx, shape, jnp.float64)
-        oh, ow = jaxnet.conv_output_size(shape[2], fh, stride, padding), jaxnet.conv_output_size(shape[3], fw, stride, padding)
+        oh = jaxnet.conv_output_size(shape[2], fh, stride, padding)
+        ow = jaxnet.conv_output_size(shape[3], fw, stride, padding)
         dcols = jax.random.normal(kc, (shape[0] * oh * ow, shape[1] * fh * fw), jnp.float64)
         cols, hand, ref = both(x, dcols)
         close(hand, ref)
@@ -191,7 +192,8 @@ def test_pooling_matches_reduce_window_with_ties(case, seed):
     dims, strides = (1, 1, ph, pw), (1, 1, stride, stride)
     reductions = {
         jaxnet.MaxPool2D((ph, pw), stride): lambda v: lax.reduce_window(v, -jnp.inf, lax.max, dims, strides, "VALID"),
-        jaxnet.AvgPool2D((ph, pw), stride): lambda v: lax.reduce_window(v, 0.0, lax.add, dims, strides, "VALID") / (ph * pw),
+        jaxnet.AvgPool2D((ph, pw), stride):
+            lambda v: lax.reduce_window(v, 0.0, lax.add, dims, strides, "VALID") / (ph * pw),
     }
 
     @jax.jit
@@ -240,7 +242,8 @@ def test_padded_pooling_matches_reduce_window(case, seed):
     dims, strides = (1, 1, ph, pw), (1, 1, stride, stride)
     pads = ((0, 0), (0, 0), (padding, padding), (padding, padding))
     reductions = {
-        jaxnet.MaxPool2D((ph, pw), stride, padding): lambda v: lax.reduce_window(v, -jnp.inf, lax.max, dims, strides, pads),
+        jaxnet.MaxPool2D((ph, pw), stride, padding):
+            lambda v: lax.reduce_window(v, -jnp.inf, lax.max, dims, strides, pads),
         jaxnet.AvgPool2D((ph, pw), stride, padding): lambda v: lax.reduce_window(v, 0.0, lax.add, dims, strides, pads)
         / (ph * pw),
     }
@@ -308,7 +311,8 @@ def test_pooling_and_flatten_errors_and_shapes():
 
 
 def test_batchnorm_after_conv_normalises_per_channel_and_backprop_is_jax_grad(x64):
-    net = jaxnet.serial(jaxnet.Conv2D(3, 3, padding=1, dtype=jnp.float64), jaxnet.BatchNorm(dtype=jnp.float64), jaxnet.Relu,
+    net = jaxnet.serial(jaxnet.Conv2D(3, 3, padding=1, dtype=jnp.float64), jaxnet.BatchNorm(dtype=jnp.float64),
+                    jaxnet.Relu,
                     jaxnet.Flatten(), jaxnet.Dense(4, dtype=jnp.float64), input_shape=(2, 5, 5))
     _, params = net.init(jax.random.key(0))
     state = net.init_state()

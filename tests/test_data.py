@@ -380,13 +380,13 @@ def test_one_hot_bad_n_classes(n):
 def test_one_hot_under_jit_and_vmap():
     labels = jnp.array([3, 0, 2])
     want = np.eye(4)[[3, 0, 2]]
-    np.testing.assert_array_equal(np.asarray(jax.jit(lambda l: data.one_hot(l, 4))(labels)), want)
-    np.testing.assert_array_equal(np.asarray(jax.vmap(lambda l: data.one_hot(l, 4))(labels)), want)
+    np.testing.assert_array_equal(np.asarray(jax.jit(lambda labels: data.one_hot(labels, 4))(labels)), want)
+    np.testing.assert_array_equal(np.asarray(jax.vmap(lambda labels: data.one_hot(labels, 4))(labels)), want)
 
 
 def test_one_hot_traced_out_of_range_label_gives_a_nan_row():
     """Under jit no ValueError is possible; the bad row must not be a plausible all-zero target."""
-    got = np.asarray(jax.jit(lambda l: data.one_hot(l, 3))(jnp.array([1, 3, -1])))
+    got = np.asarray(jax.jit(lambda labels: data.one_hot(labels, 3))(jnp.array([1, 3, -1])))
     np.testing.assert_array_equal(got[0], [0, 1, 0])
     assert np.isnan(got[1]).all() and np.isnan(got[2]).all()
 

@@ -60,7 +60,7 @@ def launch(out, port):
 
 
 def test_two_processes_train_identically_and_match_one_process(tmp_path):
-    for attempt in range(2):  # the free port may be taken between probing and binding: retry once
+    for _attempt in range(2):  # the free port may be taken between probing and binding: retry once
         results = launch(tmp_path, free_port())
         if not any("Address already in use" in out for _, out in results):
             break

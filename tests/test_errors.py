@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import struct
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -17,8 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jaxnet.nn import activations as nn_activations
 
-from jaxnet import (Dense, activations, autodiff, backprop, checkpoint, data, evaluate, fit, gradcheck, grad, initializers,
-                    losses, mlp, optim, serial, Sigmoid)
+import jaxnet
+from jaxnet import (Dense, activations, autodiff, backprop, checkpoint, data, evaluate, fit, gradcheck, grad,
+                    initializers, losses, mlp, optim, serial, Sigmoid)
 
 X, Y = data.xor()
 NET = mlp([2, 3, 1])  # sigmoid, params ({W (2, 3), b (3,)}, {}, {W (3, 1), b (1,)}, {})
@@ -48,14 +50,16 @@ def with_leaf(params, i, key, value):
 CASES = {
     # data against the network
     "x features": (fit_with(x=jnp.ones((4, 3))), ValueError,
-                   r"x: expected shape \(n, 2\) for mlp\[2, 3, 1\], whose params take inputs of shape \(2,\), got \(4, 3\)"),
+                   r"x: expected shape \(n, 2\) for mlp\[2, 3, 1\], whose params take inputs of shape \(2,\), "
+                   r"got \(4, 3\)"),
     "x one example": (fit_with(x=X[0], y=Y[:1]), ValueError, r"x: expected shape \(n, 2\) .* got \(2,\)"),
     "x integer": (fit_with(x=X.astype(jnp.int32)), TypeError, r"x: expected a floating-point array .* got dtype int32"),
     "x bool": (fit_with(x=X > 0), TypeError, r"x: expected a floating-point array .* got dtype bool"),
     "x None": (fit_with(x=None), TypeError, r"x: expected an array of floats, got NoneType"),
     "x NaN": (fit_with(x=X.at[2, 1].set(jnp.nan)), ValueError,
               r"x: expected finite values, found 1 NaN or infinite entry, the first at index \(2, 1\)"),
-    "x empty": (fit_with(x=X[:0], y=Y[:0]), ValueError, r"x: expected at least one example, got an empty array of shape \(0, 2\)"),
+    "x empty": (fit_with(x=X[:0], y=Y[:0]), ValueError,
+                r"x: expected at least one example, got an empty array of shape \(0, 2\)"),
     "y rows": (fit_with(y=Y[:3]), ValueError, r"y: expected 4 rows to match x \(4, 2\), got shape \(3, 1\)"),
     "y without output axis": (fit_with(y=Y.ravel()), ValueError,
                               r"y: expected shape \(4, 1\) to match the network's output for mse, got \(4,\) "
@@ -65,9 +69,11 @@ CASES = {
     "y not numeric": (fit_with(y=np.array([["a"]] * 4)), TypeError,
                       r"y: expected an array of targets, got ndarray with dtype <U1$"),
     "BCE target outside [0, 1]": (fit_with(y=2 * Y, loss="binary_crossentropy"), ValueError,
-                                  r"y: expected targets in \[0, 1\] for binary_crossentropy, found 2.0 at index \(1, 0\)"),
+                                  r"y: expected targets in \[0, 1\] for binary_crossentropy, "
+                                  r"found 2.0 at index \(1, 0\)"),
     "label too large": (fit_with(net=NET3, params=PARAMS3, y=LABELS.at[3].set(3), loss="softmax_cross_entropy"),
-                        ValueError, r"y: expected class labels in \[0, 3\) for 3 output units, found 3 at index \(3,\)"),
+                        ValueError,
+                        r"y: expected class labels in \[0, 3\) for 3 output units, found 3 at index \(3,\)"),
     "label negative": (fit_with(net=NET3, params=PARAMS3, y=LABELS.at[1].set(-1), loss="softmax_cross_entropy"),
                        ValueError, r"y: expected class labels in \[0, 3\) .* found -1 at index \(1,\)"),
     "labels with a class axis": (fit_with(net=NET3, params=PARAMS3, y=LABELS[:, None], loss="softmax_cross_entropy"),
@@ -82,7 +88,8 @@ CASES = {
                            r"params\[2\]\['W'\]: expected shape \(3, 1\) for layer 2 \(Dense\(1\)\) given input shape "
                            r"\(3,\), got \(4, 1\)"),
     "b missing": (fit_with(params=(dict(W=PARAMS[0]["W"]),) + PARAMS[1:]), ValueError,
-                  r"params\[0\]: expected layer 0 \(Dense\(3\)\) given input shape \(2,\) with entries \['W'\], \['b'\], "
+                  r"params\[0\]: expected layer 0 \(Dense\(3\)\) given input shape \(2,\) with entries "
+                  r"\['W'\], \['b'\], "
                   r"got \['W'\]$"),
     "integer W": (fit_with(params=with_leaf(PARAMS, 0, "W", jnp.ones((2, 3), jnp.int32))), TypeError,
                   r"params\[0\]\['W'\]: expected a floating-point array for layer 0 \(Dense\(3\)\).* got dtype int32"),
@@ -104,14 +111,17 @@ CASES = {
                                              r"hyperparams: optimizer='sgd' is a name and needs hyperparams"),
     "optimizer neither": (fit_with(optimizer=5), TypeError,
                           r"optimizer: expected an optax GradientTransformation or an optimizer name"),
+    "optimizer unknown name": (fit_with(optimizer="adamw", hyperparams={"learning_rate": 0.1}), ValueError,
+                               r"optimizer: unknown optimizer 'adamw'; expected one of: adagrad, adam, "),
     "unknown loss": (fit_with(loss="hinge"), ValueError, r"loss: unknown loss 'hinge'; expected one of: "),
     "loss not a Loss": (fit_with(loss=5), TypeError, r"loss: expected a name or a jaxnet.losses.Loss, got int"),
     "unknown gradient route": (fit_with(grad="numerical"), ValueError, r"grad: unknown gradient route 'numerical'"),
-    "gradient route not callable": (fit_with(grad=5), TypeError, r"grad: expected 'backprop', 'autodiff' or a callable"),
+    "gradient route not callable": (fit_with(grad=5), TypeError,
+                                    r"grad: expected 'backprop', 'autodiff' or a callable"),
     "opt_state of another optimizer": (fit_with(opt_state=optax.adam(0.1).init(PARAMS)), ValueError,
                                        r"opt_state: expected the structure of optimizer.init\(params\), an "
-                                       r"InjectStatefulHyperparamsState holding 2 arrays, got a tuple \(ScaleByAdamState, "
-                                       r"EmptyState\) holding 9 arrays"),
+                                       r"InjectStatefulHyperparamsState holding 2 arrays, got a tuple "
+                                       r"\(ScaleByAdamState, EmptyState\) holding 9 arrays"),
     "opt_state of another network": (fit_with(opt_state=optim.optimizer("adam", 0.1).init(mlp([2, 4, 1]).init(
         jax.random.key(0))[1]), optimizer=optim.optimizer("adam", 0.1)), ValueError,
         r"opt_state.*\[0\]\['W'\]: expected float32 \(2, 3\) as in optimizer.init\(params\), got float32 \(2, 4\)"),
@@ -142,10 +152,12 @@ CASES = {
                     r"y_true: expected shape \(4, 1\) to match y_pred for mse, got \(4,\)"),
     "softmax CE: label": (lambda: losses.softmax_cross_entropy(jnp.zeros((2, 3)), jnp.array([0, 5])), ValueError,
                           r"labels: expected class labels in \[0, 3\) .* found 5 at index \(1,\)"),
-    "BCE grad: integer prediction": (lambda: losses.binary_crossentropy_derivative(jnp.ones((2, 1), int), jnp.ones((2, 1))),
-                                     TypeError, r"y_pred: expected a floating-point array"),
+    "BCE grad: integer prediction": (
+        lambda: losses.binary_crossentropy_derivative(jnp.ones((2, 1), int), jnp.ones((2, 1))),
+        TypeError, r"y_pred: expected a floating-point array"),
     "optimizer: unknown name": (lambda: optim.optimizer("adamw", 0.1), ValueError,
-                                r"name: unknown optimizer 'adamw'; expected one of: adagrad, adam, momentum, nesterov, rmsprop, sgd"),
+                                r"optimizer: unknown optimizer 'adamw'; "
+                                r"expected one of: adagrad, adam, momentum, nesterov, rmsprop, sgd"),
     "optimizer: learning rate 0": (lambda: optim.optimizer("sgd", 0.0), ValueError,
                                    r"learning_rate: expected a positive finite number, got 0.0"),
     "optimizer: learning rate str": (lambda: optim.optimizer("sgd", "0.1"), TypeError,
@@ -153,9 +165,11 @@ CASES = {
     "optimizer: learning rate None": (lambda: optim.sgd(None), TypeError, r"learning_rate: expected a positive number"),
     "optimizer: learning rate NaN": (lambda: optim.sgd(float("nan")), ValueError, r"learning_rate: .* got nan"),
     "mlp: unknown activation": (lambda: mlp([2, 3, 1], activation="swish"), ValueError,
-                                r"activation: unknown activation 'swish'; expected one of: identity, relu, sigmoid, softmax, tanh"),
+                                r"activation: unknown activation 'swish'; "
+                                r"expected one of: identity, relu, sigmoid, softmax, tanh"),
     "mlp: activation not a name": (lambda: mlp([2, 3, 1], activation=5), TypeError,
-                                   r"activation: expected a name \(identity, relu, sigmoid, softmax, tanh\) or a Layer"),
+                                   r"activation: expected a name \(identity, relu, sigmoid, softmax, tanh\) "
+                                   r"or a Layer"),
     "mlp: unknown initialiser": (lambda: mlp([2, 3, 1], initializer="glorot"), ValueError,
                                  r"initializer: unknown initializer 'glorot'; expected one of: he_normal, he_uniform, "
                                  r"normal, xavier_normal, xavier_uniform, zeros"),
@@ -200,8 +214,46 @@ def test_mixed_and_mismatched_float_dtypes(x64):
         fit_with(y=Y.astype(jnp.float64))()
     net64 = mlp([2, 3, 1], dtype=jnp.float64)  # all float64 is fine
     params64 = net64.init(jax.random.key(0))[1]
-    _, _, _, history = fit(net64, params64, X.astype(jnp.float64), Y.astype(jnp.float64), loss="mse", optimizer=SGD, epochs=2)
+    _, _, _, history = fit(net64, params64, X.astype(jnp.float64), Y.astype(jnp.float64), loss="mse",
+                           optimizer=SGD, epochs=2)
     assert history["loss"].dtype == jnp.float64
+
+
+DTYPE_DOORS = {
+    "net.apply": lambda x, y: NET.apply(PARAMS, x),
+    "jit(net.apply)": lambda x, y: jax.jit(NET.apply)(PARAMS, x),
+    "net.forward": lambda x, y: NET.forward(PARAMS, x),
+    "net.backward": lambda x, y: NET.backward(PARAMS, x, None, jnp.ones((4, 1), x.dtype)),
+    "predict": lambda x, y: jaxnet.predict(NET, PARAMS, x),
+    "evaluate": lambda x, y: evaluate(NET, PARAMS, x, y, "mse"),
+    "backprop": lambda x, y: backprop(NET, PARAMS, x, y, "mse"),
+    "autodiff": lambda x, y: autodiff(NET, PARAMS, x, y, "mse"),
+    "fit": lambda x, y: fit(NET, PARAMS, x, y, loss="mse", optimizer=SGD, epochs=1),
+}
+
+
+@pytest.mark.parametrize("door", DTYPE_DOORS)
+def test_one_dtype_rule_at_every_door(door, x64):
+    """float64 data with float32 params: every door raises the same error (apply used to promote
+    silently to float64 while predict refused); numpy float64 data is float64 here (x64 on)."""
+    call = DTYPE_DOORS[door]
+    for x in (X.astype(jnp.float64), np.asarray(X, np.float64)):
+        with pytest.raises(TypeError, match=r"^x: dtype float64 differs from the params' float32; cast it with "
+                                            r"x.astype\(jnp.float32\) \(or the params to float64\)"):
+            call(x, Y)
+    call(X, Y)  # float32 data: fine
+
+
+def test_numpy_float64_is_float32_without_x64_and_leaks_no_warning():
+    """With x64 off JAX computes numpy float64 as float32: such data and params are accepted, and the
+    optimizer state is float32 (optax used to warn that float64 was requested)."""
+    params64 = jax.tree.map(lambda a: np.asarray(a, np.float64), PARAMS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for optimizer in (SGD, jaxnet.optim.optimizer("adam", 0.01, plateau=True)):
+            result = fit(NET, params64, np.asarray(X, np.float64), Y, loss="mse", optimizer=optimizer, epochs=2)
+            assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(result.params))
+        assert NET.apply(params64, np.asarray(X, np.float64)).dtype == jnp.float32
 
 
 # ------------------------------------------------------------------------------------------------
@@ -280,7 +332,7 @@ def test_complex_inputs_are_refused_everywhere_naming_x():
                  lambda: evaluate(NET, PARAMS, x, Y, "mse"), lambda: gradcheck(NET, PARAMS, x, Y, "mse")]
         if np.shape(x)[0] != 4:
             calls = calls[:5]
-        for i, bad in enumerate(calls):
+        for bad in calls:
             with pytest.raises(TypeError, match=r"^x: expected .*real floating-point.* got dtype complex"):
                 bad()
 
@@ -337,7 +389,8 @@ def malformed_calls(draw):
         spec["x"] = draw(st.sampled_from([None, "x", object(), {"a": 1}]))
         expect = "x"
     elif fault == "y rows":
-        spec["y"] = jnp.concatenate([y, y])[: n + draw(st.sampled_from([-1, 1, 2]))] if n > 1 else jnp.concatenate([y, y])
+        doubled = jnp.concatenate([y, y])
+        spec["y"] = doubled[: n + draw(st.sampled_from([-1, 1, 2]))] if n > 1 else doubled
         entries, expect = ENTRIES[:-1], "y"
     elif fault == "y shape":
         spec["y"] = y[..., None] if task == "softmax_cross_entropy" else draw(st.sampled_from([y.ravel(), y[..., None],
@@ -435,7 +488,8 @@ def test_fuzz_losses_optimizers_and_helpers(tmp_path_factory, data_):
         lr = data_.draw(st.sampled_from([0.1, 0.0, -1.0, float("inf"), float("nan"), "0.1", None, True, jnp.array([])]))
         if name in optim.OPTIMIZERS and isinstance(lr, float) and lr == 0.1:
             name = "adamw"
-        call_, expect = (lambda: optim.optimizer(name, lr)), ("name" if name not in optim.OPTIMIZERS else "learning_rate")
+        call_ = lambda: optim.optimizer(name, lr)  # noqa: E731
+        expect = "optimizer" if name not in optim.OPTIMIZERS else "learning_rate"
     elif kind == "one_hot":
         labels, classes, expect = data_.draw(st.sampled_from([
             (jnp.array([0.0, 1.0]), 3, "labels: "), (jnp.array([0, 3]), 3, "labels: "),
@@ -453,7 +507,8 @@ def test_fuzz_losses_optimizers_and_helpers(tmp_path_factory, data_):
         call_ = lambda: mlp(**kwargs)  # noqa: E731
     else:
         blob = data_.draw(st.binary(max_size=64))
-        blob = data_.draw(st.sampled_from([blob, b"PK\x03\x04" + blob, b"\x1f\x8b" + blob, struct.pack(">I", 2051) + blob]))
+        blob = data_.draw(st.sampled_from([blob, b"PK\x03\x04" + blob, b"\x1f\x8b" + blob,
+                                           struct.pack(">I", 2051) + blob]))
         path = tmp_path_factory.mktemp("fuzz") / "fuzz.npz"
         path.write_bytes(blob)
         call_, expect = (lambda: checkpoint.load(path)), str(path)

@@ -4,6 +4,7 @@ PNG figures, and reports numbers that are checked against what the experiment cl
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,8 +30,12 @@ def test_core_experiment_writes_metrics_and_figures(name, tmp_path):
     if name == "activations":
         # the experiment compares the hand derivatives with jax.grad of jax's own sigmoid, relu and tanh
         # (an independent reference): float32 rounding apart, they agree
-        assert set(metrics) == {f"{n}_max_abs_diff_hand_vs_jax_grad" for n in ("sigmoid", "relu", "tanh")}
-        assert summary["max_diff_vs_jax_grad"] == max(metrics.values()) < 1e-6
+        diffs = {f"{n}_max_abs_diff_hand_vs_jax_grad" for n in ("sigmoid", "relu", "tanh")}
+        assert set(metrics) == diffs | {"relu_derivative_at_0"}
+        assert summary["max_diff_vs_jax_grad"] == max(metrics[k] for k in diffs) < 1e-6
+        # the figure shows the derivative at 0 itself (the grid's middle point was 4.15e-7, drawn as 1):
+        # the convention of jax.nn.relu, whose derivative jax computes independently
+        assert metrics["relu_derivative_at_0"] == float(jax.grad(jax.nn.relu)(0.0)) == 0.0
     if name == "xor":
         predictions = np.asarray(metrics["predictions"])
         np.testing.assert_array_equal(predictions > 0.5, [False, True, True, False])  # the single run solves XOR
@@ -108,7 +113,8 @@ def test_every_experiment_of_the_main_job_runs_quick(name, tmp_path):
             assert run["gap"] == pytest.approx(run["final_train_accuracy"] - run["final_test_accuracy"])
             assert run["final_test_accuracy"] * metrics["n_test"] == pytest.approx(
                 round(run["final_test_accuracy"] * metrics["n_test"]), abs=1e-3)
-            assert len(run["train_loss"]) == metrics["epochs"] and run["test_accuracy"][-1] == run["final_test_accuracy"]
+            assert len(run["train_loss"]) == metrics["epochs"]
+            assert run["test_accuracy"][-1] == run["final_test_accuracy"]
     elif name == "optimizers":  # the minimum of x^2 / 20 + y^2 is the origin
         for optimizer, point in metrics["final_point"].items():
             assert metrics["final_distance_to_minimum"][optimizer] == pytest.approx(np.hypot(*point), rel=1e-6)
@@ -154,3 +160,47 @@ def test_no_compile_cache_turns_off_jax_s_own_cache_too():
         assert jax.config.jax_enable_compilation_cache is False
     finally:
         jax.config.update("jax_enable_compilation_cache", before)
+
+
+MNIST_READERS = ["mnist", "cnn", "weight_init", "optimizers_mnist", "batchnorm", "overfitting",
+                 "hyperparameter_search"]
+SKIP_LINE = (r"{name}: skipped, no MNIST files \(no folder {cache}/jaxnet/mnist\); pass --data-dir DIR \(the folder "
+             r"of the IDX files; `python -m experiments all --data-dir DIR` passes it on\) or set JAXNET_DATA_DIR so "
+             r"that \$JAXNET_DATA_DIR/mnist holds them(, or add --download)?")
+
+
+@pytest.mark.parametrize("name", MNIST_READERS)
+def test_without_mnist_every_experiment_prints_the_same_line(name, tmp_path, monkeypatch, capsys):
+    """One wording, with a command-line hint (not a Python one), and a short summary for `all`."""
+    monkeypatch.delenv("JAXNET_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    summary = importlib.import_module(f"experiments.{name}").main(["--quick", "--out", str(tmp_path / "out")])
+    assert summary == {"skipped": "no MNIST files"}
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert re.fullmatch(SKIP_LINE.format(name=name, cache=re.escape(str(tmp_path / "cache"))), line), line
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_summary_lines_fit_120_characters():
+    from experiments.__main__ import summary_line
+
+    assert summary_line("xor", 1.25, {"solved_true": 97, "final_loss": 0.00123456}) == \
+        f"{'xor':<22}{1.25:>9.1f}  solved_true=97, final_loss=0.001235"
+    long = summary_line("hyperparameter_search", 12.0, {"skipped": "x" * 300, "best_val": 0.8})
+    assert long == f"{'hyperparameter_search':<22}{12.0:>9.1f}  ..."
+    many = summary_line("seeds", 3.0, {f"value_{i}": i / 3 for i in range(20)})
+    assert len(many) <= 120 and many.endswith(", ...") and "value_0=0, value_1=0.3333" in many
+
+
+def test_xor_sweep_figure_labels_the_success_rate_once(tmp_path, monkeypatch):
+    """The heatmap's colour bar and the curves' y axis sat side by side, both labelled 'success rate (%)'."""
+    from jaxnet import plot
+    from experiments import xor_sweep
+
+    drawn = []
+    monkeypatch.setattr(plot, "save", lambda fig, path, **kw: drawn.append(fig) or path)
+    rates = np.linspace(0, 1, len(xor_sweep.HIDDEN_SIZES) * len(xor_sweep.LEARNING_RATES))
+    xor_sweep.figure(rates.reshape(len(xor_sweep.HIDDEN_SIZES), -1), tmp_path)
+    (fig,) = drawn
+    labels = [text for ax in fig.axes for text in (ax.get_xlabel(), ax.get_ylabel())]
+    assert labels.count("success rate (%)") == 1 and len(fig.axes) == 3, labels  # heatmap, colour bar, curves

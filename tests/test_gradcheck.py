@@ -111,7 +111,8 @@ def test_flags_one_transposed_leaf():
 
 
 def test_a_gradient_of_the_wrong_shape_fails_its_leaf():
-    report = gradcheck(g2_net(), g2_params(), X, Y, "mse", grad=wrong(lambda g, x: (dict(g[0], W=g[0]["W"].T),) + g[1:]))
+    report = gradcheck(g2_net(), g2_params(), X, Y, "mse",
+                       grad=wrong(lambda g, x: (dict(g[0], W=g[0]["W"].T),) + g[1:]))
     assert not report.passed and not report.leaves[0].passed and report.leaves[1].passed
     assert "gradient of shape (1, 2)" in str(report)
 
@@ -246,7 +247,8 @@ def test_xor_with_relu_and_zero_biases_passes_with_kinks(task):
         net, params, x, y = xor_relu(seed)
         reports.append(gradcheck(net, params, x, y if task == "xor" else 1 - y, "mse"))
     assert all(r.passed for r in reports), "\n".join(map(str, reports))
-    assert sum(len(r.kinks) for r in reports) >= 6  # xor 9, xnor 22; the plain central-difference check failed 6 of 8 xor
+    # xor 9, xnor 22; the plain central-difference check failed 6 of 8 xor
+    assert sum(len(r.kinks) for r in reports) >= 6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -444,9 +446,11 @@ def test_check_layer_passes_the_right_custom_layer():
 
 
 @pytest.mark.parametrize("mistake,match", [
-    ("outer", r"^BadBias\(outer\)\.backward: returned dparams\['b'\] of shape \(4, 4\).* expected the param's shape \(4,\)"),
+    ("outer", r"^BadBias\(outer\)\.backward: returned dparams\['b'\] of shape \(4, 4\).* "
+              r"expected the param's shape \(4,\)"),
     ("missing", r"^BadBias\(missing\)\.backward: returned dparams with structure"),
-    ("dx shape", r"^BadBias\(dx shape\)\.backward: returned dx of shape \(6, 2\), expected the layer input's shape \(6, 4\)"),
+    ("dx shape", r"^BadBias\(dx shape\)\.backward: returned dx of shape \(6, 2\), "
+                 r"expected the layer input's shape \(6, 4\)"),
     ("dtype", r"^BadBias\(dtype\)\.backward: returned dparams\['b'\] .* dtype float32, expected .* dtype float64"),
 ])
 def test_check_layer_names_the_layer_argument_and_shapes(mistake, match):
@@ -470,7 +474,8 @@ def test_backprop_names_the_layer_of_a_wrong_shaped_gradient():
     """Inside a network the same check runs in `backprop` (no silent (4, 4) gradient for a (4,) param)."""
     net = serial(Dense(4), BadBias("outer"), Dense(1), input_shape=(3,))
     _, params = net.init(jax.random.key(0))
-    with pytest.raises(ValueError, match=r"layer 1 \(BadBias\(outer\)\)\.backward: returned dparams\['b'\] of shape \(4, 4\)"):
+    with pytest.raises(ValueError,
+                       match=r"layer 1 \(BadBias\(outer\)\)\.backward: returned dparams\['b'\] of shape \(4, 4\)"):
         jaxnet.backprop(net, params, jnp.ones((6, 3)), jnp.ones((6, 1)), "mse")
 
 

@@ -172,7 +172,8 @@ def test_mse_is_a_mean_over_batch_and_outputs():
 def test_sigmoid_bce_equals_bce_of_sigmoid_in_range():
     z = jnp.linspace(-8, 8, 33).reshape(-1, 1)
     y = (jnp.arange(33) % 2).reshape(-1, 1).astype(jnp.float32)
-    np.testing.assert_allclose(L.sigmoid_binary_crossentropy(z, y), L.binary_crossentropy(jax.nn.sigmoid(z), y), rtol=1e-5)
+    np.testing.assert_allclose(L.sigmoid_binary_crossentropy(z, y), L.binary_crossentropy(jax.nn.sigmoid(z), y),
+                               rtol=1e-5)
     big = jnp.array([[1000.0], [-1000.0]])
     np.testing.assert_allclose(L.sigmoid_binary_crossentropy(big, jnp.array([[0.0], [1.0]])), 1000.0, rtol=1e-6)
 
@@ -206,7 +207,8 @@ def test_r3_jitted_mse_does_not_broadcast():
 
 
 def test_float_labels_get_a_hint_to_cast_to_int():
-    with pytest.raises(ValueError, match=r"float class labels\? cast them to int: labels.ravel\(\).astype\(jnp.int32\)"):
+    with pytest.raises(ValueError,
+                       match=r"float class labels\? cast them to int: labels.ravel\(\).astype\(jnp.int32\)"):
         jax.jit(L.softmax_cross_entropy)(jnp.zeros((4, 3)), jnp.array([0.0, 1.0, 2.0, 1.0]))
 
 

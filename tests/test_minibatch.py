@@ -34,7 +34,7 @@ class RecordState(NamedTuple):
     rows: jax.Array  # (max_steps, n) float32: grads["W"][:, 0] of each step
 
 
-@functools.lru_cache(maxsize=None)  # the same object for the same size, so fit is not recompiled
+@functools.cache  # the same object for the same size, so fit is not recompiled
 def row_recorder(max_steps: int) -> optax.GradientTransformation:
     """Records the first Dense layer's W gradient (n, 1) of every step; the update is zero."""
     def init(params):
@@ -156,7 +156,7 @@ def test_epoch_loss_is_the_sample_weighted_mean():
 # ------------------------------------------------------------------ determinism and special cases
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def small_problem(dtype=jnp.float32):
     """A 4-8-3 ReLU classifier, 30 rows of 3-class data (numpy-generated) and 15 validation rows."""
     x = np.random.default_rng(1).normal(size=(30, 4)).astype(dtype)

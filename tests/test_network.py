@@ -178,3 +178,42 @@ def test_kinks_and_saturation_both_routes_agree(activation, x64):
         np.testing.assert_allclose(l_hand, l_auto, rtol=1e-12)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12), g_hand, g_auto)
         assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(g_hand))
+
+
+# One constructor convention: a layer without parameters to set is written with or without parentheses.
+PARAMETER_FREE = [jaxnet.Relu, jaxnet.Sigmoid, jaxnet.Tanh, jaxnet.Identity, jaxnet.Softmax]
+
+
+@pytest.mark.parametrize("layer", PARAMETER_FREE, ids=lambda layer: layer.name)
+def test_activation_layers_called_with_no_arguments_are_themselves(layer):
+    assert layer() is layer and layer()() is layer
+
+
+def test_both_spellings_build_the_same_network():
+    x = jax.random.normal(jax.random.key(1), (5, 2, 3, 3))
+    bare = serial(jaxnet.Flatten, Dense(4), jaxnet.BatchNorm, jaxnet.Relu, Dense(1), Sigmoid, input_shape=(2, 3, 3))
+    called = serial(jaxnet.Flatten(), Dense(4), jaxnet.BatchNorm(), jaxnet.Relu(), Dense(1), Sigmoid(),
+                    input_shape=(2, 3, 3))
+    assert bare == called and hash(bare) == hash(called)
+    assert [type(layer) for layer in bare.layers] == [type(layer) for layer in called.layers]
+    _, params = bare.init(jax.random.key(0))
+    state = bare.init_state((2, 3, 3))
+    np.testing.assert_array_equal(bare.apply(params, x, state=state), called.apply(params, x, state=state))
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: serial(Dense(4), Dense), r"^layers\[1\]: Dense is a layer class that needs arguments: create the "
+                                      r"layer, e.g. Dense\(n_out\)$"),
+    (lambda: serial(jaxnet.Dropout), r"^layers\[0\]: Dropout is a layer class .* Dropout\(rate\)$"),
+    (lambda: jaxnet.Relu(3), r"^Relu: an activation layer takes no arguments \(Relu and Relu\(\) are the same "
+                             r"layer\); to apply it write Relu.apply\(\{\}, x\)"),
+    (lambda: jaxnet.Sigmoid(jnp.ones(3)), r"^Sigmoid: .* jaxnet.activations.sigmoid\(x\) for the function$"),
+    (lambda: serial("relu"), r"^layers\[0\]: .* got the string 'relu'; for an activation write "
+                             r"jaxnet.activation_layer\('relu'\)"),
+    (lambda: serial(Dense(2), jax.nn.relu), r"^layers\[1\]: .* a function is not a layer: for an activation write "
+                                            r"jaxnet.activation_layer\('relu'\)"),
+    (lambda: serial(5), r"^layers\[0\]: expected a jaxnet Layer or Network, got int$"),
+])
+def test_a_wrong_spelling_says_what_to_write(call, message):
+    with pytest.raises(TypeError, match=message):
+        call()

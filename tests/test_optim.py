@@ -590,7 +590,7 @@ def test_j2_a_new_learning_rate_does_not_recompile():
 
 
 def test_bad_arguments_raise_naming_them():
-    with pytest.raises(ValueError, match="name"):
+    with pytest.raises(ValueError, match="^optimizer: unknown optimizer .adamw."):
         optim.optimizer("adamw", 0.1)
     with pytest.raises(TypeError, match="momentum"):
         optim.optimizer("adam", 0.1, momentum=0.9)

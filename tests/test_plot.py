@@ -21,6 +21,7 @@ SCRIPT = textwrap.dedent("""
     fig, (a, b) = plot.figure(1, 2)
     plot.loss_curve(a, np.linspace(1, 0.1, 50))
     plot.decision_boundary(b, lambda g: net.apply(params, g), x, y, resolution=30)
+    assert fig._repr_png_()[1:4] == b"PNG"  # what a notebook shows for `fig`
     p1 = plot.save(fig, sys.argv[1] + "/curve.png")
     assert "matplotlib.pyplot" not in sys.modules, "pyplot was imported"
     print("ok", p1)
@@ -34,6 +35,24 @@ def test_p1_headless_plotting(tmp_path):
     assert result.returncode == 0, result.stderr
     png = (tmp_path / "curve.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_figures_display_in_jupyter_without_pyplot():
+    """IPython's PNG formatter (what a notebook calls for a cell's value) renders a jaxnet figure; a
+    plain matplotlib Figure made without pyplot has no PNG representation unless pyplot's inline
+    backend was set up first."""
+    formatters = pytest.importorskip("IPython.core.formatters")
+    from matplotlib.figure import Figure
+
+    from jaxnet import plot
+
+    fig, ax = plot.figure()
+    ax.plot([0.5, 0.25, 0.125])
+    png = formatters.PNGFormatter()(fig)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert formatters.PNGFormatter()(Figure()) is None  # the reference: without jaxnet's figure, no image
+    fig.clear()  # what save does after writing the file
+    assert formatters.PNGFormatter()(fig) is None  # a saved (cleared) figure shows as text, not a blank image
 
 
 def test_saved_figures_are_released_and_written(tmp_path):

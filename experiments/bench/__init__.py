@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
                           "sizes": {name: w._asdict() for name, w in sizes.items()}}}
     if torch is not None:
         results["machine"]["torch"] = {"version": torch.__version__, "threads": torch.get_num_threads()}
-    for i, name in enumerate(chosen):
+    for name in chosen:
         print(f"[bench] {name} ...", flush=True)
         k = jax.random.fold_in(key, NAMES.index(name))
         if name == "cold":

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 

@@ -103,7 +103,8 @@ def print_workload(result: dict) -> None:
     for batch, m in result.get("memory", {}).items():
         if "dataset_bytes" not in m:  # W5: one training step per contender
             print("  compiled memory of one training step: " + "; ".join(
-                f"{who} peak {v.get('peak', float('nan')) / 1e6:.1f} MB (temporaries {v.get('temp', float('nan')) / 1e6:.1f} MB)"
+                f"{who} peak {v.get('peak', float('nan')) / 1e6:.1f} MB "
+                f"(temporaries {v.get('temp', float('nan')) / 1e6:.1f} MB)"
                 for who, v in m.items()))
             continue
         print(f"  compiled memory of one epoch, {batch}: data {m['dataset_bytes'] / 1e6:.1f} MB; "

@@ -16,7 +16,8 @@ Contenders, all from the same initial parameters and running the same SGD:
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -70,7 +70,8 @@ def conv_output_size(input_size: int, filter_size: int, stride: int = 1, padding
             divide `input + 2 padding - filter` (the message suggests sizes that fit).
     """
     size = int_at_least("input_size", input_size, low=1)
-    f, s, p = int_at_least("filter_size", filter_size, low=1), int_at_least("stride", stride, low=1), int_at_least("padding", padding, low=0)
+    f, s = int_at_least("filter_size", filter_size, low=1), int_at_least("stride", stride, low=1)
+    p = int_at_least("padding", padding, low=0)
     span = size + 2 * p - f
     if span < 0:
         raise ValueError(f"filter_size: the filter ({f}) is larger than the padded input ({size} + 2 x {p} = "
@@ -125,4 +126,5 @@ def output_hw(layer: Layer, shape: tuple[int, int, int], fh: int, fw: int, strid
     except ValueError as err:
         hint = (f"; {shape} looks channels-last (H, W, C): images must be channels-first (C, H, W), e.g. "
                 f"x.transpose(0, 3, 1, 2) for a batch" if shape[2] < min(shape[:2]) else "")
-        raise ValueError(f"input_shape: {layer.name} cannot take images of shape {shape} (C, H, W): {err}{hint}") from err
+        raise ValueError(f"input_shape: {layer.name} cannot take images of shape {shape} (C, H, W): "
+                         f"{err}{hint}") from err

@@ -51,7 +51,8 @@ Source: Deep Learning from Scratch, chapter 5 (layers with forward and backward)
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
+from collections.abc import Mapping
 
 import jax
 import numpy as np

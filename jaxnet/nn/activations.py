@@ -2,6 +2,8 @@
 
 `ActivationLayer("relu")` applies `jaxnet.activations.relu` and back-propagates `dy * relu'(x)`;
 `"softmax"` normalises the last axis and back-propagates the softmax vector-Jacobian product.
+`Relu`, `Sigmoid`, `Tanh`, `Identity` and `Softmax` are such layers; `Relu()` returns `Relu` itself,
+so they are written with or without parentheses.
 
 Source: Deep Learning from Scratch 5.5 (activation layers) and 5.6.3 (softmax).
 """
@@ -55,6 +57,17 @@ class ActivationLayer(Layer):
     def backward(self, params, x, y, dy, *, state=None, key=None, train=False):
         del params, y, state, key, train
         return {}, _RULES[self.activation][1](x, dy)
+
+    def __call__(self, *args, **kwargs) -> ActivationLayer:
+        """`Relu()` is `Relu`: the instances below are the layers themselves, and calling one with no
+        arguments returns it, so both spellings work (as `Flatten()` and `Dense(10)` are written with
+        parentheses). Raises TypeError when given arguments: apply a layer with `.apply({}, x)`."""
+        if args or kwargs:
+            layer = self.activation.capitalize()  # the name it is exported under: Relu, Sigmoid, ...
+            raise TypeError(f"{layer}: an activation layer takes no arguments ({layer} and {layer}() are the "
+                            f"same layer); to apply it write {layer}.apply({{}}, x), or "
+                            f"jaxnet.activations.{self.activation}(x) for the function")
+        return self
 
 
 Sigmoid = ActivationLayer("sigmoid")

@@ -23,7 +23,8 @@ processing", 2006 (unrolling convolutions into matrix products).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

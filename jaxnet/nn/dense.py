@@ -6,7 +6,8 @@ Source: Deep Learning from Scratch 5.6.2 (the Affine layer).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

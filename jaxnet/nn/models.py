@@ -5,7 +5,7 @@ Source: Deep Learning from Scratch 7.5 (ch07/simple_convnet.py).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax.numpy as jnp
 

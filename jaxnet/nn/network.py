@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -62,8 +62,39 @@ def _check_backward(layer, i, params, dparams, x, dx):
                          f"{tuple(np.shape(x))}")
 
 
+def _required_fields(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if f.init
+            and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+
+
+def _as_layer(i: int, layer) -> Layer:
+    """`layer` as a Layer instance: a Layer class whose fields all have defaults (`Flatten`,
+    `BatchNorm`) is created with them, so `Flatten` and `Flatten()` are the same layer; anything else
+    raises a TypeError that shows what to write."""
+    if isinstance(layer, Layer):
+        return layer
+    if isinstance(layer, type) and issubclass(layer, Layer):
+        required = _required_fields(layer) if dataclasses.is_dataclass(layer) else []
+        if required:
+            raise TypeError(f"layers[{i}]: {layer.__name__} is a layer class that needs arguments: create the "
+                            f"layer, e.g. {layer.__name__}({', '.join(required)})")
+        try:
+            return layer()
+        except TypeError as err:
+            raise TypeError(f"layers[{i}]: {layer.__name__} is a layer class: create the layer, "
+                            f"{layer.__name__}(...) ({err})") from err
+    if isinstance(layer, str):
+        raise TypeError(f"layers[{i}]: expected a jaxnet Layer or Network, got the string {layer!r}; for an "
+                        f"activation write jaxnet.activation_layer({layer!r}) (or jaxnet.Relu, jaxnet.Sigmoid, ...)")
+    what = getattr(layer, "__name__", None) if callable(layer) else None
+    hint = (f"; a function is not a layer: for an activation write jaxnet.activation_layer({what!r}) "
+            f"(or jaxnet.Relu, jaxnet.Sigmoid, ...), for your own function subclass jaxnet.Layer") if what else ""
+    raise TypeError(f"layers[{i}]: expected a jaxnet Layer or Network, got {type(layer).__name__}"
+                    f"{f' {what}' if what else ''}{hint}")
+
+
 @functools.lru_cache(maxsize=1024)
-def _state_template(net: "Network", input_shape: tuple[int, ...]):
+def _state_template(net: Network, input_shape: tuple[int, ...]):
     return jax.eval_shape(lambda: net.init_state(input_shape))
 
 
@@ -85,10 +116,8 @@ class Network(Layer):
     label: str | None = None
 
     def __post_init__(self):
-        layers = tuple(self.layers)
+        layers = tuple(_as_layer(i, layer) for i, layer in enumerate(self.layers))
         for i, layer in enumerate(layers):
-            if not isinstance(layer, Layer):
-                raise TypeError(f"layers[{i}]: expected a jaxnet Layer or Network, got {type(layer).__name__}")
             try:
                 hash(layer)
             except TypeError as err:
@@ -234,7 +263,9 @@ def serial(*layers: Layer, input_shape: Sequence[int] | None = None, name: str |
     """Compose layers (or networks) in sequence into a `Network`.
 
     Args:
-        *layers: `Layer`s or `Network`s, applied left to right.
+        *layers: `Layer`s or `Network`s, applied left to right. A layer without parameters to set may be
+            written with or without parentheses: `Flatten` and `Flatten()`, `BatchNorm` and
+            `BatchNorm()`, `Relu` and `Relu()` are the same layers.
         input_shape: optional default input shape (without the batch axis) for `init` (any sequence
             of ints; stored as a tuple).
         name: for reports; defaults to the layer names joined by ' -> '.
@@ -244,7 +275,8 @@ def serial(*layers: Layer, input_shape: Sequence[int] | None = None, name: str |
         networks (compared by value), so rebuilding one does not recompile jitted functions.
 
     Raises:
-        TypeError: an argument is not a layer, or has unhashable fields.
+        TypeError: an argument is not a layer (the message says what to write: a layer class that needs
+            arguments, such as `Dense`, names them), or has unhashable fields.
     """
     return Network(tuple(layers), input_shape, name)
 

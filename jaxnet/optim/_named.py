@@ -18,7 +18,8 @@ import functools
 import inspect
 import numbers
 from collections.abc import Hashable
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import jax
 import numpy as np
@@ -170,14 +171,16 @@ def optimizer(
         plateau scale). `update` needs `value=loss` when `plateau` is set (`fit` passes it).
 
     Raises:
-        ValueError: unknown name (lists the valid ones), a non-positive concrete learning rate, or a
+        ValueError: unknown name (the message starts with `optimizer:`, as `fit(..., optimizer=...)`
+            names it, and lists the valid ones), a non-positive concrete learning rate, or a
             bad `plateau`. TypeError: a name that is not a str, an option the optimizer does not
             take (lists the valid ones), or a structural option that is not hashable (a list, a dict).
     """
     if not isinstance(name, str):
-        raise TypeError(f"name: expected an optimizer name (str), got {type(name).__name__}")
+        raise TypeError(f"optimizer: expected an optimizer name (str), got {type(name).__name__}")
     table = BOOK_OPTIMIZERS if book else OPTAX_OPTIMIZERS
-    factory, defaults, _ = choose("optimizer", "name", name, table)
+    # named `optimizer` as at the doors (fit(..., optimizer="adam")), where users meet it
+    factory, defaults, _ = choose("optimizer", "optimizer", name, table)
     check_positive("learning_rate", learning_rate)
     accepted = set(inspect.signature(factory).parameters) - {"learning_rate"}
     unknown = set(options) - accepted

@@ -19,7 +19,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import numbers
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -125,8 +126,9 @@ def plateau_decay(
     Returns:
         An `optax.GradientTransformationExtraArgs` with state `PlateauDecayState` (scale and best loss
         in float32, or float64 for float64 params); `update` requires the keyword argument `value` (a
-        scalar loss) and takes `epoch_end=` (a bool, default True: decide now). Its `update` is a `PlateauDecay`, equal for equal factor and accumulation_size
-        (whatever the patience), so `fit` does not recompile.
+        scalar loss) and takes `epoch_end=` (a bool, default True: decide now). Its `update` is a
+        `PlateauDecay`, equal for equal factor and accumulation_size (whatever the patience),
+        so `fit` does not recompile.
 
     Raises:
         ValueError: factor outside (0, 1), patience or accumulation_size below 1.

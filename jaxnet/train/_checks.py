@@ -8,7 +8,8 @@ with the argument's name. Shapes and dtypes are checked on tracers too; values o
 from __future__ import annotations
 
 import numbers
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp

@@ -31,7 +31,8 @@ Scratch 4.5, 5.7.4, 6.5 (the book's trainer: iterations drawn with replacement, 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -298,7 +299,8 @@ def _early_stop(rule: EarlyStopping, t, status, best, live, value):
     evaluated (then it neither improves nor counts). Improving keeps `live` as the best."""
     value = value.astype(status["best_value"].dtype)
     evaluated = ~jnp.isnan(value) & ~status["halted"]
-    better = value > status["best_value"] + rule.min_delta if rule.maximize else value < status["best_value"] - rule.min_delta
+    best = status["best_value"]
+    better = value > best + rule.min_delta if rule.maximize else value < best - rule.min_delta
     improved = evaluated & better
     wait = jnp.where(improved, 0, status["wait"] + evaluated.astype(jnp.int32))
     stop = evaluated & (wait >= rule.patience)

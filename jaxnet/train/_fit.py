@@ -6,7 +6,8 @@ jitted call. `fit_data_parallel` uses the same `prepare`, with a sharding for th
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
 
 import jax
 import numpy as np

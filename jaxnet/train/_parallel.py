@@ -22,7 +22,8 @@ neural networks" (2014), section 2.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import jax
 import numpy as np

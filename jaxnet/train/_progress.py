@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_BARS: dict[int, "_Bar"] = {}
+_BARS: dict[int, _Bar] = {}
 _IDS = itertools.count(1)
 _LOCK = threading.Lock()
 TICKS = 50  # callbacks per run with tqdm (a plain line per tick otherwise: PLAIN_TICKS)

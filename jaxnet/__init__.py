@@ -13,7 +13,8 @@ Importing jaxnet imports neither matplotlib nor scikit-learn (see `jaxnet.plot`,
 """
 
 from jaxnet import activations, data, initializers, losses, metrics, optim
-from jaxnet.gradcheck import GradcheckReport, check_layer, gradcheck
+from jaxnet import check
+from jaxnet.check import GradcheckReport, check_layer, gradcheck
 from jaxnet import nn
 from jaxnet.nn import (ActivationLayer, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, Identity, Layer,
                        MaxPool2D, Network, Relu, Sigmoid, Softmax, Tanh, activation_layer, col2im, conv_output_size,
@@ -25,7 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "activations", "data", "initializers", "losses", "metrics", "optim",
-    "GradcheckReport", "check_layer", "gradcheck",
+    "check", "GradcheckReport", "check_layer", "gradcheck",
     "nn", "ActivationLayer", "BatchNorm", "Dense", "Dropout", "Identity", "Layer", "Relu", "Sigmoid", "Softmax",
     "Tanh", "activation_layer",
     "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "im2col", "col2im", "conv_output_size", "simple_convnet",

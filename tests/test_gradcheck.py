@@ -162,7 +162,8 @@ def test_float32_mode_runs_the_route_in_float32():
         return jaxnet.backprop(net, params, x, y, loss, **kwargs)
 
     report = gradcheck(g2_net(), g2_params(), X, Y, "mse", grad=spy, precision=jnp.float32)
-    assert seen == [(jnp.float32, jnp.float32)]
+    assert seen == [(jnp.float32, jnp.float32)] * 2  # at the params given, and with the zero bias perturbed
+    assert report.perturbed == ("[0]['b']",)
     assert report.passed and report.precision == "float32"
     assert (report.tolerances["rtol"], report.tolerances["atol"]) == (1e-4, 1e-5)
     assert report.leaves[0].route.max_rel > 1e-12  # float32 rounding is visible against the float64 reference

@@ -54,3 +54,60 @@ def layer_report_figure(report, ax=None):
         a.grid(True, axis="y", alpha=0.3)
     axes[0].legend(fontsize=7, loc="center left", bbox_to_anchor=(0.0, 0.55))
     return fig
+
+
+def delta_trace_figure(trace, examples=None):
+    """The network's graph, one panel per example (up to `examples`, default all of a batch of at
+    most 8) and one for the batch. Nodes: inputs a0, then each layer's units, labelled with a (the
+    forward value) and delta = dL/dz (the backward value) of that example, filled by a; edges from
+    unit i of a_{l-1} to unit j of layer l drawn by the example's share a_i delta_j of dW (blue
+    positive, red negative, width and opacity by size); the batch panel's edges are dW = sum of the
+    shares, its nodes show db = sum of the deltas. Returns the Figure."""
+    from matplotlib import colormaps, colors
+
+    from jaxnet import plot
+
+    acts = [trace[f"a{l}"] for l in range(trace.layers + 1)]
+    deltas = [trace[f"delta{l}"] for l in range(1, trace.layers + 1)]
+    m = acts[0].shape[0]
+    shown = min(m, 8) if examples is None else min(int(examples), m)
+    panels = shown + 1
+    fig, axes = plot.figure(1, panels, size=(3.0 * panels, 3.6))
+    axes = np.atleast_1d(axes)
+    widths = [a.shape[1] for a in acts]
+    pos = [[(l, (w - 1) / 2 - i) for i in range(w)] for l, w in enumerate(widths)]
+    dWs = [trace[f"dW{l}"] for l in range(1, trace.layers + 1)]
+    scale = max(float(np.max(np.abs(d))) for d in dWs) or 1.0
+    share_scale = max(float(np.max(np.abs(acts[l][:, :, None] * deltas[l][:, None, :]))) for l in range(trace.layers))
+    share_scale = share_scale or 1.0
+    cmap = colormaps["Greens"]
+    for k, ax in enumerate(axes):
+        batch = k == shown
+        for l in range(trace.layers):
+            edges = dWs[l] if batch else acts[l][k][:, None] * deltas[l][k][None, :]
+            top = scale if batch else share_scale
+            for i, (x0, y0) in enumerate(pos[l]):
+                for j, (x1, y1) in enumerate(pos[l + 1]):
+                    v = float(edges[i, j])
+                    ax.plot([x0, x1], [y0, y1], color="tab:blue" if v >= 0 else "tab:red",
+                            lw=0.5 + 4 * abs(v) / top, alpha=0.15 + 0.85 * abs(v) / top, zorder=1)
+        for l, layer_pos in enumerate(pos):
+            for i, (x0, y0) in enumerate(layer_pos):
+                a = float(acts[l][k, i]) if not batch else None
+                face = cmap(colors.Normalize(0, 1)(np.clip(a, 0, 1))) if a is not None else "white"
+                ax.scatter([x0], [y0], s=1100, color=face, edgecolors="k", zorder=2)
+                if batch:
+                    text = "" if l == 0 else f"db\n{float(trace[f'db{l}'][i]):.2g}"
+                else:
+                    text = f"a {a:.2f}" + ("" if l == 0 else f"\nδ {float(deltas[l - 1][k, i]):.1e}")
+                ax.annotate(text, (x0, y0), ha="center", va="center", fontsize=6, zorder=3,
+                            color="white" if a is not None and a > 0.6 else "black")
+        title = (f"batch: edges dW, nodes db" if batch else
+                 f"x = {np.array2string(acts[0][k], precision=2)}: edges a_i δ_j")
+        ax.set_title(title, fontsize=8)
+        ax.set_xlim(-0.5, trace.layers + 0.5)
+        ax.set_ylim(-max(widths) / 2 - 0.2, max(widths) / 2 + 0.2)
+        ax.axis("off")
+    fig.suptitle(f"{trace.network}, loss {trace.loss}: forward values a and deltas δ = dL/dz (blue +, red -)",
+                 fontsize=9)
+    return fig

@@ -194,6 +194,13 @@ class Network(Layer):
             dy = dx
         return tuple(grads), dy
 
+    def summary(self, input_shape: Sequence[int] | None = None):
+        """A table of the layers: output shape, params and multiply-adds per example, and the totals
+        (`jaxnet.check.summary`; print it, or `to_markdown()`). `input_shape` defaults to the network's."""
+        from jaxnet.check._summary import summary
+
+        return summary(self, input_shape)
+
     def decay_mask(self, params):
         """Weight-decay mask (a pytree of bools like params): each layer's `decay_mask`."""
         return tuple(layer.decay_mask(p) for layer, p in zip(self.layers, params))

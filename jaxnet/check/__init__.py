@@ -27,6 +27,10 @@ from jaxnet.check._common import Comparison
 from jaxnet.check._gradcheck import GradcheckReport, LeafCheck, gradcheck
 from jaxnet.check._layer import LayerCheckReport, check_layer
 from jaxnet.check._report import LayerReport, LayerRow, QuantityCheck, layer_report
+from jaxnet.check._second import GradgradReport, HvpLeaf, gradgradcheck
+from jaxnet.check._summary import Summary, SummaryRow, summary
+from jaxnet.check._trace import DeltaTrace, TraceEntry, trace_deltas
 
-__all__ = ["gradcheck", "check_layer", "layer_report", "GradcheckReport", "LayerCheckReport", "LayerReport",
-           "LeafCheck", "LayerRow", "QuantityCheck", "Comparison"]
+__all__ = ["gradcheck", "check_layer", "layer_report", "gradgradcheck", "trace_deltas", "summary",
+           "GradcheckReport", "LeafCheck", "LayerCheckReport", "LayerReport", "LayerRow", "QuantityCheck",
+           "GradgradReport", "HvpLeaf", "DeltaTrace", "TraceEntry", "Summary", "SummaryRow", "Comparison"]

@@ -123,7 +123,7 @@ def nearest_kink(sites: list[KinkSite], m0: np.ndarray, m_up: np.ndarray, m_down
         return ""
     slope = np.abs(m_up - m_down) / (2 * eps)
     with np.errstate(divide="ignore", invalid="ignore"):
-        distance = np.where(slope > 0, np.abs(m0) / slope, np.where(m0 == 0, 0.0, np.inf))
+        distance = np.where(slope > 0, np.abs(m0) / slope, np.inf)  # an entry that does not move is never reached
     j = int(np.argmin(distance))
     if not np.isfinite(distance[j]):
         return "no kink moves along this stencil"

@@ -12,10 +12,17 @@ direction), in float64: truncation error h^2/6 |L'''| ~ 1e-12 and rounding error
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+import functools
+from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from jaxnet.check import _kinks
+from jaxnet.check._common import FAILED, compare
+from jaxnet.grad import l2_penalty
 
 
 class CoordinateFD(NamedTuple):
@@ -93,7 +100,7 @@ class DirectionFD(NamedTuple):
     crossed: np.ndarray   # kink-pattern entries changed along each stencil
 
 
-def directions(sizes: list[int], count: int, key) -> tuple[np.ndarray, list[np.ndarray]]:
+def directions_in(sizes: list[int], count: int, key) -> tuple[np.ndarray, list[np.ndarray]]:
     """`count` random unit directions (normal entries, normalised) inside each leaf of `sizes`, then
     `count` over all params at once: `(leaf index per direction, the flat directions)`."""
     n, offsets = sum(sizes), np.cumsum([0] + list(sizes))
@@ -128,3 +135,122 @@ def direction_fd(probe: Callable, flat: np.ndarray, dirs: list[np.ndarray], leaf
         step = (v_up - v_down) / (2 * eps)
         dots[:, j] = [float(np.dot(g, step)) for g in grads]
     return DirectionFD(leaf, fd, dots, changed)
+
+
+class Results(NamedTuple):
+    """Finite-difference results of either mode, turned into `LeafCheck`s by `leaf`."""
+
+    mode: str
+    sizes: list
+    auto: np.ndarray
+    hand: np.ndarray
+    res: Any
+    route_label: str = ""
+
+    def leaf(self, k, path, shape, route_cmp, note, fd_rtol, fd_atol) -> tuple:
+        """The fields of `LeafCheck` for leaf k (-1: the directions over all params)."""
+        offsets = np.cumsum([0] + self.sizes)
+        if self.mode == "coordinates":
+            r = self.res
+            lo, hi = offsets[k], offsets[k + 1]
+            in_leaf = (r.coords >= lo) & (r.coords < hi)
+            good, idx = in_leaf & ~r.kink, r.coords
+            fd_cmp = compare(r.central[good], self.auto[idx[good]], fd_rtol, fd_atol)
+            route_fd = compare(self.hand[idx[good]], r.central[good], fd_rtol, fd_atol) if not note else FAILED
+            unravel = lambda i: tuple(int(j) for j in np.unravel_index(i - lo, shape))  # noqa: E731
+            bad = good & (np.abs(r.central - self.auto[idx]) > fd_atol + fd_rtol * np.abs(self.auto[idx]))
+            failing = tuple((unravel(i), float(c), float(self.auto[i]), float(self.hand[i]), r.detail.get(int(i), ""))
+                            for i, c in zip(idx[bad][:5], r.central[bad][:5]))
+            kinks = tuple(unravel(i) for i in idx[in_leaf & r.kink])
+            notes = tuple(f"{path}[{', '.join(map(str, unravel(i)))}] crosses {r.detail[int(i)]}"
+                          for i in idx[in_leaf & r.kink][:3] if r.detail.get(int(i)))
+            checked = int(in_leaf.sum())
+        else:
+            r = self.res
+            in_leaf = r.leaf == k
+            number = np.cumsum(in_leaf) - 1
+            ref, route = r.dots[0], r.dots[1]
+            bad_all = np.abs(r.fd - ref) > fd_atol + fd_rtol * np.abs(ref)
+            kink = bad_all & (r.crossed > 0)
+            good = in_leaf & ~kink
+            fd_cmp = compare(r.fd[good], ref[good], fd_rtol, fd_atol)
+            route_fd = compare(route[good], r.fd[good], fd_rtol, fd_atol) if not note else FAILED
+            bad = good & bad_all
+            failing = tuple(((int(number[j]),), float(r.fd[j]), float(ref[j]), float(route[j]), "")
+                            for j in np.flatnonzero(bad)[:5])
+            kinks = tuple((int(number[j]),) for j in np.flatnonzero(in_leaf & kink))
+            notes, checked = (), int(in_leaf.sum())
+        return (path, tuple(shape), route_cmp, fd_cmp, checked, kinks, route_cmp.passed and fd_cmp.passed, note,
+                failing, route_fd, notes)
+
+
+def _unravel(v, spec):
+    """The params tree from the flat vector v: `spec` = (treedef, shapes), static (hashable), so the
+    compiled functions below are shared by every check of a network of the same shapes."""
+    treedef, shapes = spec
+    leaves, offset = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        leaves.append(v[offset:offset + size].reshape(shape))
+        offset += size
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _total(net, loss_fn, weight_decay, spec, v, out, y):
+    value = loss_fn.value(out, y)
+    return value if weight_decay is None else value + l2_penalty(net, _unravel(v, spec), weight_decay)
+
+
+_STATIC = ("net", "loss_fn", "train", "weight_decay", "spec")
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _probe(v, pattern0, x, y, state, key, *, net, loss_fn, train, weight_decay, spec):
+    """The loss at the flat params v, and how many kink-pattern entries differ from pattern0."""
+    out, pattern, _ = _kinks.forward_with_kinks(net, _unravel(v, spec), x, state=state, key=key, train=train)
+    return _total(net, loss_fn, weight_decay, spec, v, out, y), _kinks.crossed(pattern0, pattern)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC + ("which",))
+def _kink_vectors(v, x, state, key, *, net, loss_fn, train, weight_decay, spec, which):
+    """The flat kink patterns (which=1) or margins (which=2) at v."""
+    return _kinks.forward_with_kinks(net, _unravel(v, spec), x, state=state, key=key, train=train)[which]
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _outputs(v, x, y, state, key, *, net, loss_fn, train, weight_decay, spec):
+    """Every layer's output and the loss as one flat vector, for the one-sided kink test."""
+    outs = net.forward(_unravel(v, spec), x, state=state, key=key, train=train)[1:]
+    total = _total(net, loss_fn, weight_decay, spec, v, outs[-1], y)
+    return jnp.concatenate([jnp.ravel(o) for o in outs] + [jnp.ravel(total)])
+
+
+def network_fd(net, p64, x64, y64, loss_fn, s64, key, train, weight_decay, auto, hand, mode, eps, max_fd_coords,
+               fd_key, fd_rtol, fd_atol, directions) -> Results:
+    """Finite differences of the network's loss at p64 in either mode, with kinks recognised."""
+    flat, _ = ravel_pytree(p64)
+    leaves, treedef = jax.tree_util.tree_flatten(p64)
+    spec = (treedef, tuple(tuple(np.shape(a)) for a in leaves))
+    static = dict(net=net, loss_fn=loss_fn, train=train, weight_decay=weight_decay, spec=spec)
+    sizes = [int(np.size(a)) for a in leaves]
+    auto_flat = np.asarray(ravel_pytree(auto)[0])
+    try:
+        hand_flat = np.asarray(ravel_pytree(jax.tree.map(lambda h: jnp.asarray(h, jnp.float64), hand))[0])
+        if hand_flat.shape != auto_flat.shape:
+            raise ValueError
+    except (ValueError, TypeError):
+        hand_flat = np.full_like(auto_flat, np.nan)
+    probe = lambda v, p0: _probe(v, p0, x64, y64, s64, key, **static)  # noqa: E731
+    margins = lambda v: _kink_vectors(v, x64, s64, key, which=2, **static)  # noqa: E731
+    outputs = lambda v: _outputs(v, x64, y64, s64, key, **static)  # noqa: E731
+    pattern0 = _kink_vectors(flat, x64, s64, key, which=1, **static)
+    flat = np.asarray(flat)
+    if mode == "coordinates":
+        sites = _kinks.kink_sites(net, p64, x64, state=s64, key=key, train=train)
+        describe = lambda m0, up, down: _kinks.nearest_kink(sites, m0, up, down, eps)  # noqa: E731
+        res = coordinate_fd(probe, outputs, margins, flat, auto_flat, eps, max_fd_coords, fd_key, fd_rtol, fd_atol,
+                            describe, pattern0)
+    else:
+        leaf, dirs = directions_in(sizes, directions, fd_key)
+        res = direction_fd(probe, flat, dirs, leaf, eps, pattern0, [auto_flat, hand_flat])
+    return Results(mode, sizes, auto_flat, hand_flat, res)

@@ -59,12 +59,11 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from jaxnet import losses as losses_lib
-from jaxnet.check import _fd, _kinks
+from jaxnet.check import _fd
 from jaxnet.check._common import (FAILED, NOTHING, ROUTE_TOLERANCES, Comparison, cast, compare, e, keystr,
-                                  markdown_table, perturbed, repr_pretty, table, to_markdown)
+                                  markdown_table, perturbed, repr_pretty, to_markdown)
 from jaxnet.grad import autodiff, gradient_fn, l2_penalty
 from jaxnet.nn.network import Network
 from jaxnet.validate import check_data, check_key, check_positive
@@ -373,8 +372,8 @@ def gradcheck(
             outs.append(_call_route(route, named, label, net, p_r, x_r, y_r, loss_fn, s_r, key, train, weight_decay))
         (ref_loss, auto), (route_loss, hand) = refs[0], outs[0]
         paths = [keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(auto)[0]]
-        fdres = _finite_differences(net, p64, x64, y64, loss_fn, s64, key, train, weight_decay, auto, hand, fd,
-                                    eps, max_fd_coords, fd_key, fd_rtol, fd_atol, directions, paths)
+        fdres = _fd.network_fd(net, p64, x64, y64, loss_fn, s64, key, train, weight_decay, auto, hand, fd, eps,
+                               max_fd_coords, fd_key, fd_rtol, fd_atol, directions)
 
     loss_check = compare([o[0] for o in outs], [r[0] for r in refs], rtol, atol)
     leaves = []
@@ -387,10 +386,10 @@ def gradcheck(
         else:
             route_cmp = compare(np.concatenate([h.ravel() for h in hs]),
                                 np.concatenate([np.asarray(jax.tree.leaves(r[1])[k]).ravel() for r in refs]), rtol, atol)
-        leaves.append(fdres.leaf(k, path, a.shape, route_cmp, note, fd_rtol, fd_atol))
+        leaves.append(LeafCheck(*fdres.leaf(k, path, a.shape, route_cmp, note, fd_rtol, fd_atol)))
     if fd == "directions":
-        leaves.append(fdres.leaf(-1, "(all params)", (sum(int(np.size(a)) for a in jax.tree.leaves(auto)),), NOTHING,
-                                 "", fd_rtol, fd_atol))
+        leaves.append(LeafCheck(*fdres.leaf(-1, "(all params)", (sum(int(np.size(a)) for a in jax.tree.leaves(auto)),),
+                                            NOTHING, "", fd_rtol, fd_atol)))
     tolerances = {"rtol": rtol, "atol": atol, "eps": eps, "fd_rtol": fd_rtol, "fd_atol": fd_atol,
                   "perturb": perturb or 0.0, "directions": directions}
     passed = loss_check.passed and all(leaf.passed for leaf in leaves)
@@ -402,93 +401,3 @@ def gradcheck(
 
     layers = layer_report(net, params, x, y, loss_fn, state=state, key=key, train=train, perturb=perturb)
     return report._replace(blame=blame_text(layers, report), layers=layers)
-
-
-class _Results(NamedTuple):
-    """Finite-difference results of either mode, turned into `LeafCheck`s by `leaf`."""
-
-    mode: str
-    sizes: list
-    auto: np.ndarray
-    hand: np.ndarray
-    res: Any
-    route_label: str = ""
-
-    def leaf(self, k, path, shape, route_cmp, note, fd_rtol, fd_atol) -> LeafCheck:
-        offsets = np.cumsum([0] + self.sizes)
-        if self.mode == "coordinates":
-            r = self.res
-            lo, hi = offsets[k], offsets[k + 1]
-            in_leaf = (r.coords >= lo) & (r.coords < hi)
-            good, idx = in_leaf & ~r.kink, r.coords
-            fd_cmp = compare(r.central[good], self.auto[idx[good]], fd_rtol, fd_atol)
-            route_fd = compare(self.hand[idx[good]], r.central[good], fd_rtol, fd_atol) if not note else FAILED
-            unravel = lambda i: tuple(int(j) for j in np.unravel_index(i - lo, shape))  # noqa: E731
-            bad = good & (np.abs(r.central - self.auto[idx]) > fd_atol + fd_rtol * np.abs(self.auto[idx]))
-            failing = tuple((unravel(i), float(c), float(self.auto[i]), float(self.hand[i]), r.detail.get(int(i), ""))
-                            for i, c in zip(idx[bad][:5], r.central[bad][:5]))
-            kinks = tuple(unravel(i) for i in idx[in_leaf & r.kink])
-            notes = tuple(f"{path}[{', '.join(map(str, unravel(i)))}] crosses {r.detail[int(i)]}"
-                          for i in idx[in_leaf & r.kink][:3] if r.detail.get(int(i)))
-            checked = int(in_leaf.sum())
-        else:
-            r = self.res
-            in_leaf = r.leaf == k
-            number = np.cumsum(in_leaf) - 1
-            ref, route = r.dots[0], r.dots[1]
-            bad_all = np.abs(r.fd - ref) > fd_atol + fd_rtol * np.abs(ref)
-            kink = bad_all & (r.crossed > 0)
-            good = in_leaf & ~kink
-            fd_cmp = compare(r.fd[good], ref[good], fd_rtol, fd_atol)
-            route_fd = compare(route[good], r.fd[good], fd_rtol, fd_atol) if not note else FAILED
-            bad = good & bad_all
-            failing = tuple(((int(number[j]),), float(r.fd[j]), float(ref[j]), float(route[j]), "")
-                            for j in np.flatnonzero(bad)[:5])
-            kinks = tuple((int(number[j]),) for j in np.flatnonzero(in_leaf & kink))
-            notes, checked = (), int(in_leaf.sum())
-        return LeafCheck(path, tuple(shape), route_cmp, fd_cmp, checked, kinks,
-                         route_cmp.passed and fd_cmp.passed, note, failing, route_fd, notes)
-
-
-def _finite_differences(net, p64, x64, y64, loss_fn, s64, key, train, weight_decay, auto, hand, mode, eps,
-                        max_fd_coords, fd_key, fd_rtol, fd_atol, directions, paths) -> _Results:
-    flat, unravel = ravel_pytree(p64)
-    sizes = [int(np.size(a)) for a in jax.tree.leaves(p64)]
-    auto_flat = np.asarray(ravel_pytree(auto)[0])
-    try:
-        hand_flat = np.asarray(ravel_pytree(jax.tree.map(lambda h: jnp.asarray(h, jnp.float64), hand))[0])
-        if hand_flat.shape != auto_flat.shape:
-            raise ValueError
-    except (ValueError, TypeError):
-        hand_flat = np.full_like(auto_flat, np.nan)
-
-    def total(v, out):
-        value = loss_fn.value(out, y64)
-        return value if weight_decay is None else value + l2_penalty(net, unravel(v), weight_decay)
-
-    @jax.jit
-    def probe(v, pattern0):  # the loss, and how many kink-pattern entries changed
-        out, pattern, _ = _kinks.forward_with_kinks(net, unravel(v), x64, state=s64, key=key, train=train)
-        return total(v, out), _kinks.crossed(pattern0, pattern)
-
-    @jax.jit
-    def margins(v):
-        return _kinks.forward_with_kinks(net, unravel(v), x64, state=s64, key=key, train=train)[2]
-
-    @jax.jit
-    def outputs_at(v):  # every layer's output and the loss, for the one-sided kink test
-        outs = net.forward(unravel(v), x64, state=s64, key=key, train=train)[1:]
-        return jnp.concatenate([jnp.ravel(o) for o in outs] + [jnp.ravel(total(v, outs[-1]))])
-
-    pattern0 = jax.jit(lambda v: _kinks.forward_with_kinks(net, unravel(v), x64, state=s64, key=key,
-                                                           train=train)[1])(flat)
-    flat = np.asarray(flat)
-    if mode == "coordinates":
-        sites = _kinks.kink_sites(net, p64, x64, state=s64, key=key, train=train)
-        describe = lambda m0, up, down: _kinks.nearest_kink(sites, m0, up, down, eps)  # noqa: E731
-        res = _fd.coordinate_fd(probe, outputs_at, margins, flat, auto_flat, eps, max_fd_coords, fd_key, fd_rtol,
-                                fd_atol, describe, pattern0)
-    else:
-        leaf, dirs = _fd.directions(sizes, directions, fd_key)
-        res = _fd.direction_fd(probe, flat, dirs, leaf, eps, pattern0, [auto_flat, hand_flat])
-    return _Results(mode, sizes, auto_flat, hand_flat, res)

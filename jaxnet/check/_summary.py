@@ -61,7 +61,9 @@ class Summary(NamedTuple):
     _columns = ["#", "layer", "output shape", "params", "multiply-adds"]
 
     def _totals(self) -> str:
-        return (f"total: {self.total_params:,} params ({self.total_bytes / 2**20:.2f} MiB), "
+        size = next(f"{self.total_bytes / 2**k:.{0 if k == 0 else 2}f} {unit}" for k, unit in ((20, "MiB"), (10, "KiB"), (0, "B"))
+                    if self.total_bytes >= 2**k or k == 0)
+        return (f"total: {self.total_params:,} params ({size}), "
                 f"{self.total_multiply_adds:,} multiply-adds per example")
 
     def __str__(self) -> str:

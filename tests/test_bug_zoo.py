@@ -51,7 +51,7 @@ def test_gradcheck_flags_the_bug_and_names_the_layer(name):
     assert not report.passed
     verdict = str(report).splitlines()[-1]
     if c.faulty == "route":
-        assert "the route l2_on_biases itself is wrong ([0]['b'], [2]['b'])" in verdict
+        assert "the route 'l2_on_biases' itself is wrong ([0]['b'], [2]['b'])" in verdict
     elif c.faulty == "loss":
         assert "blames the loss (softmax_cross_entropy, grad not / batch)" in verdict
     else:

@@ -284,3 +284,17 @@ def test_summary_walks_nested_networks_and_needs_an_input_shape():
         net.summary()
     s = net.summary((3,))
     assert [r.label for r in s.rows] == ["0.0", "0.1", "1"] and s.total_params == 3 * 4 + 4 + 4 * 2 + 2
+
+
+def test_every_report_shows_as_markdown_in_a_notebook():
+    net = serial(Dense(5), Tanh, Dense(3), input_shape=(4,))
+    _, params = net.init(jax.random.key(0))
+    x, y = jaxnet.data.xor()
+    reports = [gradgradcheck(net, params, X, LABELS, "softmax_cross_entropy"), net.summary(),
+               trace_deltas(mlp([2, 4, 1]), mlp([2, 4, 1]).init(jax.random.key(0))[1], x, y, "mse"),
+               layer_report(net, params, X, LABELS, "softmax_cross_entropy")]
+    for report in reports:
+        md = report._repr_markdown_()
+        assert md == report.to_markdown() and ("|---|" in md or md.startswith("```text"))
+        assert str(report).splitlines()[0].strip("*") in md
+        assert len(md) < 20 * len(str(report))  # a table, not a NamedTuple repr with every array

@@ -210,7 +210,7 @@ def blame_text(layers: LayerReport, report) -> str:
     if report.route == "backprop":
         return ("every layer's backward and the loss gradient agree with jax.vjp: the gradients differ outside the "
                 "layers (the weight-decay term?)")
-    return (f"every layer's backward and the loss gradient agree with jax.vjp: the route {report.route} itself "
+    return (f"every layer's backward and the loss gradient agree with jax.vjp: the route '{report.route}' itself "
             f"is wrong ({', '.join(leaf.path for leaf in report.leaves if not leaf.route.passed)})")
 
 
@@ -241,10 +241,10 @@ def _probe(layer, p, x, s, k, train, dy, pattern0):
 
 
 def _tie_windows(layer, x):
-    """For a MaxPool2D with non-overlapping windows and ties at x: the boolean (N, C, OH, OW) mask of
+    """For a MaxPool2D whose windows tile x exactly (stride = pool size) and ties at x: the (N, C, OH, OW) mask of
     tied windows and the (.., k) mask of their tied maxima; None otherwise."""
-    if not isinstance(layer, MaxPool2D) or layer.stride < max(layer.pool_size):
-        return None
+    if not isinstance(layer, MaxPool2D) or layer.pool_size != (layer.stride, layer.stride):
+        return None  # overlapping windows or gaps between them: the entries are compared as they are
     windows = np.asarray(layer._windows(x))
     at_max = windows == windows.max(axis=-1, keepdims=True)
     tied = at_max.sum(-1) > 1

@@ -72,7 +72,7 @@ class Summary(NamedTuple):
         return "\n".join(lines + ["  " + self._totals()])
 
     def _markdown(self) -> list[str]:
-        return ([f"**summary of {self.network}, input {self.input_shape}**", ""]
+        return ([f"**summary of {self.network}, input {self.input_shape} (+ batch axis)**", ""]
                 + markdown_table(self._columns, self._cells()) + ["", self._totals()])
 
     to_markdown = to_markdown

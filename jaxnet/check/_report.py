@@ -233,11 +233,15 @@ def _backward(layer, p, x, y, dy, s, k, train):
 
 
 @functools.partial(jax.jit, static_argnames=("layer", "train"))
+def _pattern(layer, p, x, s, k, train):
+    return _kinks.kink_margin(layer, p, x, state=s, key=k, train=train)[0]
+
+
 def _probe(layer, p, x, s, k, train, dy, pattern0):
-    """s = <dy, apply(p, x)>, and the number of kink-pattern entries that differ from pattern0."""
-    out = jnp.vdot(dy, layer.apply(p, x, state=s, key=k, train=train))
-    kink = _kinks.kink_margin(layer, p, x, state=s, key=k, train=train)
-    return out, (jnp.zeros((), jnp.int32) if kink is None else jnp.sum(kink[0] != pattern0).astype(jnp.int32))
+    """s = <dy, apply(p, x)> (in numpy, reusing the forward pass's compiled `_apply`), and the number of
+    kink-pattern entries that differ from pattern0 (None: a layer without kinks)."""
+    out = float(np.vdot(np.asarray(dy), np.asarray(_apply(layer, p, x, s, k, train))))
+    return out, 0 if pattern0 is None else int(np.sum(np.asarray(_pattern(layer, p, x, s, k, train)) != pattern0))
 
 
 def _tie_windows(layer, x):
@@ -296,8 +300,8 @@ def _check_node(node, x, y, dy, train, directions, eps, tol, fd_key) -> LayerRow
         if not message.startswith((f"layer {node.label} ", f"{layer.name}.backward")):
             message = f"backward raised {type(err).__name__}: {message}"
         return row((), False, True, note=message)
-    kink = _kinks.kink_margin(layer, p, x, state=s, key=k, train=train)
-    pattern0 = jnp.zeros((), jnp.int32) if kink is None else kink[0]
+    has_kinks = jax.eval_shape(lambda: _kinks.kink_margin(layer, p, x, state=s, key=k, train=train)) is not None
+    pattern0 = np.asarray(_pattern(layer, p, x, s, k, train)) if has_kinks else None
     quantities = []
     leaves = jax.tree_util.tree_flatten_with_path(p)[0]
     names = [(f"d{keystr(path).strip('[]').strip(chr(39))}", path) for path, _ in leaves] + [("dx", None)]
@@ -320,9 +324,9 @@ def _check_node(node, x, y, dy, train, directions, eps, tol, fd_key) -> LayerRow
                 return _probe(layer, jax.tree.unflatten(treedef, moved), x, s, k, train, dy, pattern0)
 
             (a, ca), (b, cb), (a2, _), (b2, _) = at(eps), at(-eps), at(2 * eps), at(-2 * eps)
-            fd, fd2 = (float(a) - float(b)) / (2 * eps), (float(a2) - float(b2)) / (4 * eps)
+            fd, fd2 = (a - b) / (2 * eps), (a2 - b2) / (4 * eps)
             r, h = float(np.vdot(np.asarray(ref), u)), float(np.vdot(np.asarray(hand), u))
-            if int(ca) + int(cb):
+            if ca + cb:
                 kinks += 1
                 continue
             fds.append((fd, r, h, 4 * abs(fd - fd2)))

@@ -1,9 +1,9 @@
 """Finite differences of a loss: coordinate by coordinate, or along random unit directions, with
 kinks recognised (see `jaxnet.check._kinks`).
 
-`probe(v, pattern0) -> (loss, changed)` is a compiled function of the flat params v: the loss and the
-number of kink-pattern entries that differ from `pattern0` (the pattern at the point checked), so
-every evaluation of a stencil also says whether it crossed a kink, at no extra cost.
+`loss(v)` is a compiled function of the flat params v, and `crossed(v)` the number of kink-pattern
+entries at v that differ from the pattern at the point checked; a stencil whose central difference
+fails is evaluated again with `crossed` at both ends (the passing ones, nearly all, need not be).
 
 Central difference with step h of a loss L along a unit vector u (a coordinate e_i or a random
 direction), in float64: truncation error h^2/6 |L'''| ~ 1e-12 and rounding error
@@ -48,13 +48,13 @@ def _stepper(flat: np.ndarray):
     return at
 
 
-def coordinate_fd(probe: Callable, outputs: Callable, margins: Callable | None, flat: np.ndarray, grad: np.ndarray,
-                  eps: float, max_coords: int, fd_key, rtol: float, atol: float, describe: Callable | None,
-                  pattern0) -> CoordinateFD:
+def coordinate_fd(loss: Callable, crossed: Callable, outputs: Callable, margins: Callable | None, flat: np.ndarray,
+                  grad: np.ndarray, eps: float, max_coords: int, fd_key, rtol: float, atol: float,
+                  describe: Callable | None) -> CoordinateFD:
     """Central differences of the loss on up to `max_coords` coordinates (a random subset drawn with
     `fd_key` beyond that), compared with `grad` (the jax.grad values).
 
-    A coordinate that fails is a kink when its stencil changed a kink pattern (`probe`'s count), or,
+    A coordinate that fails is a kink when its stencil changed a kink pattern (`crossed`), or,
     for layers that declare no kinks, when a one-sided test finds a jump: forward and backward
     one-sided differences of every layer's output and of the loss (`outputs(v)`, one flat vector),
     each Richardson-extrapolated from eps and eps/2, differing by more than a margin of the
@@ -72,11 +72,11 @@ def coordinate_fd(probe: Callable, outputs: Callable, margins: Callable | None, 
     changed, detail = np.zeros(coords.size, np.int64), {}
     y0 = m0 = None
     for j, i in enumerate(coords):
-        ((up, c_up), h_up), ((down, c_down), h_down) = at(probe, i, eps, pattern0), at(probe, i, -eps, pattern0)
+        (up, h_up), (down, h_down) = at(loss, i, eps), at(loss, i, -eps)
         central[j] = (up - down) / (h_up - h_down)
-        changed[j] = int(c_up + c_down)
         if abs(central[j] - grad[i]) <= atol + rtol * abs(grad[i]):
             continue
+        changed[j] = int(at(crossed, i, eps)[0] + at(crossed, i, -eps)[0])
         if margins is not None and describe is not None and len(detail) < 64:
             m0 = margins(flat) if m0 is None else m0
             detail[int(i)] = describe(m0, at(margins, i, eps)[0], at(margins, i, -eps)[0])
@@ -119,21 +119,21 @@ def directions_in(sizes: list[int], count: int, key) -> tuple[np.ndarray, list[n
     return np.asarray(leaf, np.int64), dirs
 
 
-def direction_fd(probe: Callable, flat: np.ndarray, dirs: list[np.ndarray], leaf: np.ndarray, eps: float,
-                 pattern0, grads: list[np.ndarray]) -> DirectionFD:
+def direction_fd(loss: Callable, crossed: Callable, flat: np.ndarray, dirs: list[np.ndarray], leaf: np.ndarray,
+                 eps: float, grads: list[np.ndarray], rtol: float, atol: float) -> DirectionFD:
     """Central differences (L(v + eps u) - L(v - eps u)) / 2 eps along each unit direction u, and
     <g, u> for each flat gradient g in `grads`, with u the step actually taken ((v + eps u) - (v - eps u)
-    after rounding, over 2 eps), so that the rounding of v + eps u does not count as an error."""
+    after rounding, over 2 eps), so that the rounding of v + eps u does not count as an error. Where
+    the difference disagrees with <grads[0], u> (rtol, atol), `crossed` is counted at both ends."""
     fd, changed = np.empty(len(dirs)), np.zeros(len(dirs), np.int64)
     dots = np.empty((len(grads), len(dirs)))
     for j, u in enumerate(dirs):
         v_up, v_down = flat + eps * u, flat - eps * u
-        up, c_up = (np.asarray(a, np.float64) for a in probe(v_up, pattern0))
-        down, c_down = (np.asarray(a, np.float64) for a in probe(v_down, pattern0))
-        fd[j] = (up - down) / (2 * eps)
-        changed[j] = int(c_up + c_down)
+        fd[j] = (float(loss(v_up)) - float(loss(v_down))) / (2 * eps)
         step = (v_up - v_down) / (2 * eps)
         dots[:, j] = [float(np.dot(g, step)) for g in grads]
+        if abs(fd[j] - dots[0, j]) > atol + rtol * abs(dots[0, j]):
+            changed[j] = int(crossed(v_up)) + int(crossed(v_down))
     return DirectionFD(leaf, fd, dots, changed)
 
 
@@ -205,10 +205,17 @@ _STATIC = ("net", "loss_fn", "train", "weight_decay", "spec")
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
-def _probe(v, pattern0, x, y, state, key, *, net, loss_fn, train, weight_decay, spec):
-    """The loss at the flat params v, and how many kink-pattern entries differ from pattern0."""
-    out, pattern, _ = _kinks.forward_with_kinks(net, _unravel(v, spec), x, state=state, key=key, train=train)
-    return _total(net, loss_fn, weight_decay, spec, v, out, y), _kinks.crossed(pattern0, pattern)
+def _loss(v, x, y, state, key, *, net, loss_fn, train, weight_decay, spec):
+    """The loss at the flat params v."""
+    out = net.apply(_unravel(v, spec), x, state=state, key=key, train=train)
+    return _total(net, loss_fn, weight_decay, spec, v, out, y)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _crossed(v, pattern0, x, state, key, *, net, loss_fn, train, weight_decay, spec):
+    """How many kink-pattern entries at the flat params v differ from pattern0."""
+    pattern = _kinks.forward_with_kinks(net, _unravel(v, spec), x, state=state, key=key, train=train)[1]
+    return _kinks.crossed(pattern0, pattern)
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC + ("which",))
@@ -240,17 +247,18 @@ def network_fd(net, p64, x64, y64, loss_fn, s64, key, train, weight_decay, auto,
             raise ValueError
     except (ValueError, TypeError):
         hand_flat = np.full_like(auto_flat, np.nan)
-    probe = lambda v, p0: _probe(v, p0, x64, y64, s64, key, **static)  # noqa: E731
+    loss = lambda v: _loss(v, x64, y64, s64, key, **static)  # noqa: E731
     margins = lambda v: _kink_vectors(v, x64, s64, key, which=2, **static)  # noqa: E731
     outputs = lambda v: _outputs(v, x64, y64, s64, key, **static)  # noqa: E731
     pattern0 = _kink_vectors(flat, x64, s64, key, which=1, **static)
+    crossed = lambda v: _crossed(v, pattern0, x64, s64, key, **static)  # noqa: E731
     flat = np.asarray(flat)
     if mode == "coordinates":
         sites = _kinks.kink_sites(net, p64, x64, state=s64, key=key, train=train)
         describe = lambda m0, up, down: _kinks.nearest_kink(sites, m0, up, down, eps)  # noqa: E731
-        res = coordinate_fd(probe, outputs, margins, flat, auto_flat, eps, max_fd_coords, fd_key, fd_rtol, fd_atol,
-                            describe, pattern0)
+        res = coordinate_fd(loss, crossed, outputs, margins, flat, auto_flat, eps, max_fd_coords, fd_key, fd_rtol,
+                            fd_atol, describe)
     else:
         leaf, dirs = directions_in(sizes, directions, fd_key)
-        res = direction_fd(probe, flat, dirs, leaf, eps, pattern0, [auto_flat, hand_flat])
+        res = direction_fd(loss, crossed, flat, dirs, leaf, eps, [auto_flat, hand_flat], fd_rtol, fd_atol)
     return Results(mode, sizes, auto_flat, hand_flat, res)

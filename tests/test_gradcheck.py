@@ -525,6 +525,26 @@ def test_a_stencil_crossing_a_kink_elsewhere_in_the_network_is_a_kink(x64):
     assert re.search(r"crosses layer 2 \(relu\) input \[3, 0\] = 2\.0e-07, reached at 0\.\d+ eps", str(report))
 
 
+@dataclasses.dataclass(frozen=True)
+class LeakyDeclared(Leaky):
+    """Leaky with its kink declared (`kink_margin`): its input changes sign there."""
+
+    def kink_margin(self, params, x, *, state=None, key=None, train=False):
+        return x
+
+
+def test_a_layer_of_your_own_declares_its_kink_with_kink_margin(x64):
+    """The near-kink case with a leaky layer: without the declaration, only the one-sided test can find
+    the kink, and it misses stencils that cross it further than eps / 4 away (a false FAIL); declared,
+    the crossing is seen."""
+    _, params, x, labels = near_kink_case()
+    reports = [gradcheck(serial(Dense(3), BatchNorm(), layer, Dense(2), input_shape=(4,)), params, x, labels,
+                         "softmax_cross_entropy", train=True) for layer in (Leaky(), LeakyDeclared())]
+    assert not reports[0].passed
+    assert reports[1].passed, str(reports[1])
+    assert set(reports[0].kinks) < set(reports[1].kinks)
+
+
 def test_failing_coordinates_are_listed_with_values_and_the_nearest_kink():
     net = serial(Dense(3), Relu, WrongJVP(), Dense(1), input_shape=(2,))
     _, params = net.init(jax.random.key(0))

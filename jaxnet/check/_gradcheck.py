@@ -35,9 +35,9 @@ to ~1e-6..1e-5. Finite differences stay in float64: float32 central differences 
 Kinks. Where the loss is not differentiable (a ReLU input exactly 0, a tie in a max-pool window) the
 gradient is a convention (jaxnet and `jax.nn.relu` use relu'(0) = 0) and central differences cannot
 check it; nor can they check a coordinate whose stencil v +- eps e_i *crosses* a kink anywhere in the
-network. Every evaluation of the loss also records the kink pattern of every layer (`_kinks`: ReLU
-masks, max-pool argmaxes); a coordinate (or direction) whose finite difference fails and whose
-stencil changed a pattern is reported as a kink, with the element crossed. For layers that declare no
+network. A coordinate (or direction) whose finite difference fails is evaluated again at both ends
+of its stencil for the kink pattern of every layer (`_kinks`: ReLU masks, max-pool argmaxes); when a
+pattern changed, it is reported as a kink, with the element crossed. For layers that declare no
 kinks, a failing coordinate is examined by one-sided differences of every layer's output, each
 Richardson-extrapolated from eps and eps/2: a jump makes it a kink (one nearer than about eps/4 is
 found). Elsewhere a central difference that disagrees with `jax.grad` is an error: the report lists

@@ -191,7 +191,9 @@ class LayerReport(NamedTuple):
 
 def _ratio(row: LayerRow) -> str:
     ratios = [q.fd_ratio for q in row.quantities if not np.isnan(q.fd_ratio)]
-    return f"{max(ratios):.1e}" if ratios else "-"
+    if not ratios:
+        return "-"
+    return "<0.01" if max(ratios) < 0.01 else f"{max(ratios):.2g}"  # far below 1: rounding noise, not a number to read
 
 
 def blame_text(layers: LayerReport, report) -> str:

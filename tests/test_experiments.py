@@ -154,3 +154,11 @@ def test_no_compile_cache_turns_off_jax_s_own_cache_too():
         assert jax.config.jax_enable_compilation_cache is False
     finally:
         jax.config.update("jax_enable_compilation_cache", before)
+
+
+def test_checks_experiment_draws_the_readme_figures(tmp_path):
+    """`python -m experiments checks --parts figures` (the README's per-layer report and delta trace)."""
+    importlib.import_module("experiments.checks").main(["--parts", "figures", "--out", str(tmp_path)])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["figures"]
+    assert metrics["layer_report_passed"] is False and metrics["faulty"] == ["2"]  # the Swish that forgets beta
+    assert {p.name for p in tmp_path.glob("*.png")} == {"layer_report.png", "delta_trace_xor.png"}

@@ -6,7 +6,9 @@ It checks
   `loss(net.apply(params, x, ...), y)` in float64, and its gradients against `jax.grad` in float64,
   at the params given and, when some leaves are constant (init values such as gamma = 1, beta = 0, a
   zero bias), also at a copy with those leaves perturbed (`perturb`): a backward pass can be exactly
-  right at those values and wrong everywhere else;
+  right at those values and wrong everywhere else (a Swish whose dx forgets its beta, at beta = 1).
+  The point checked stays the params given (finite differences and kinks are about it); the perturbed
+  copy adds one route and one `jax.grad` evaluation, and the report names the leaves it moved;
 - `jax.grad` against central finite differences in float64, coordinate by coordinate
   (`fd='coordinates'`, up to `max_fd_coords` of them) or along random unit directions
   (`fd='directions'`, PyTorch's fast mode: the cost does not grow with the number of params).

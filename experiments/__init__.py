@@ -31,4 +31,4 @@ ALL = [
 ALL_OPTIONS: dict[str, list[str]] = {"cnn": ["--epochs", "8"]}
 
 # Runnable by name, not part of `all`.
-EXTRA: list[str] = ["bench", "train_distributed"]
+EXTRA: list[str] = ["bench", "train_distributed", "checks"]

@@ -17,9 +17,9 @@ the rest in its module (`jaxnet.data`, `jaxnet.losses`, `jaxnet.optim`, `jaxnet.
 Importing jaxnet imports neither matplotlib nor scikit-learn (see `jaxnet.plot`, `jaxnet.data`).
 """
 
-from jaxnet import activations, data, initializers, losses, metrics, optim, train
+from jaxnet import activations, check, data, initializers, losses, metrics, optim, train
 from jaxnet.grad import autodiff, backprop
-from jaxnet.gradcheck import GradcheckReport, check_layer, gradcheck
+from jaxnet.check import GradcheckReport, check_layer, gradcheck
 from jaxnet.nn._checks import conv_output_size
 from jaxnet.nn._layer import Layer
 from jaxnet.nn.activations import ActivationLayer, Identity, Relu, Sigmoid, Softmax, Tanh, activation_layer
@@ -35,7 +35,7 @@ from jaxnet.train._fit import evaluate, fit, predict
 __version__ = "0.2.0"
 
 __all__ = [
-    "activations", "data", "initializers", "losses", "metrics", "optim", "train",
+    "activations", "data", "initializers", "losses", "metrics", "optim", "train", "check",
     "GradcheckReport", "check_layer", "gradcheck",
     "ActivationLayer", "BatchNorm", "Dense", "Dropout", "Identity", "Layer", "Relu", "Sigmoid", "Softmax",
     "Tanh", "activation_layer",

@@ -89,8 +89,15 @@ class Loss(NamedTuple):
     @property
     def fast(self) -> tuple[Callable, Callable]:
         """`(value, derivative)` without argument checks when the loss has them (`unchecked`), else
-        the checked pair. Only for targets validated already (`check_targets`)."""
-        return self.unchecked or (self.value, self.derivative)
+        the checked pair. Only for targets validated already (`check_targets`).
+
+        A built-in loss whose `value` or `derivative` was replaced (`loss._replace(derivative=...)`)
+        keeps its `unchecked` field, which no longer mirrors it: then the checked pair is used, so the
+        replacement is what training and `gradcheck` run."""
+        mirrored = _MIRRORS.get(self.unchecked)
+        if self.unchecked is None or (mirrored is not None and mirrored != (self.value, self.derivative)):
+            return self.value, self.derivative
+        return self.unchecked
 
 
 def _prepare(loss_name: str, pred_name: str, y_pred, true_name: str, y_true):
@@ -346,12 +353,14 @@ def _softmax_cross_entropy_derivative(logits: jax.Array, y: jax.Array) -> jax.Ar
 
 
 _UNIT = (0.0, 1.0)
+_MIRRORS: dict[tuple, tuple] = {}  # a built-in's unchecked pair -> the checked pair it mirrors (fixed at import)
 
 
 def _record(name: str, **contract) -> Loss:
     """The `Loss` record of built-in loss `name`: its checked functions and the same math unchecked."""
     value, derivative = globals()[name], globals()[f"{name}_derivative"]
     math = (_unchecked(globals()[f"_{name}"]), _unchecked(globals()[f"_{name}_derivative"]))
+    _MIRRORS[math] = (value, derivative)
     return Loss(name, value, derivative, unchecked=math, **contract)
 
 

@@ -52,11 +52,7 @@ PRINTS = re.compile(r"#\s*prints:\s?(.*)$")
 ARROW = re.compile(r"#\s*->\s?(.*)$")
 
 # (doc, a line of the chain's code) -> why its stated output is not printed yet
-KNOWN_WRONG = {
-    ("README.md", "state=result.state, key=jax.random.key(3), train=True).passed)"):
-        "issue 20 (gradient checking): gradcheck of BatchNorm + Dropout in training mode prints False; "
-        "the README states True, what it prints once gradcheck is fixed",
-}
+KNOWN_WRONG: dict[tuple[str, str], str] = {}  # (doc, a line of the block's code) -> the issue that fixes it
 
 RUNNER = r"""
 import ast, io, json, sys

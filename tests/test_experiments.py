@@ -204,3 +204,11 @@ def test_xor_sweep_figure_labels_the_success_rate_once(tmp_path, monkeypatch):
     (fig,) = drawn
     labels = [text for ax in fig.axes for text in (ax.get_xlabel(), ax.get_ylabel())]
     assert labels.count("success rate (%)") == 1 and len(fig.axes) == 3, labels  # heatmap, colour bar, curves
+
+
+def test_checks_experiment_draws_the_readme_figures(tmp_path):
+    """`python -m experiments checks --parts figures` (the README's per-layer report and delta trace)."""
+    importlib.import_module("experiments.checks").main(["--parts", "figures", "--out", str(tmp_path)])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["figures"]
+    assert metrics["layer_report_passed"] is False and metrics["faulty"] == ["2"]  # the Swish that forgets beta
+    assert {p.name for p in tmp_path.glob("*.png")} == {"layer_report.png", "delta_trace_xor.png"}

@@ -152,7 +152,8 @@ def test_float32_mode_runs_the_route_in_float32():
         return jaxnet.backprop(net, params, x, y, loss, **kwargs)
 
     report = gradcheck(g2_net(), g2_params(), X, Y, "mse", grad=spy, precision=jnp.float32)
-    assert seen == [(jnp.float32, jnp.float32)]
+    assert seen == [(jnp.float32, jnp.float32)] * 2  # at the params given, and with the zero bias perturbed
+    assert report.perturbed == ("[0]['b']",)
     assert report.passed and report.precision == "float32"
     assert (report.tolerances["rtol"], report.tolerances["atol"]) == (1e-4, 1e-5)
     assert report.leaves[0].route.max_rel > 1e-12  # float32 rounding is visible against the float64 reference
@@ -488,3 +489,146 @@ def test_check_layer_bad_arguments():
         check_layer(BatchNorm(), X4, state={"mean": jnp.zeros(3), "var": jnp.ones(4)})
     with pytest.raises(ValueError, match="^key: Dropout"):
         check_layer(Dropout(0.5), X4, train=True)
+
+
+# ------------------------------------------------------------------ kinks crossed anywhere (issue 20)
+
+
+def near_kink_case():  # call with float64 enabled (the x64 fixture)
+    """Training-mode BatchNorm with one ReLU input 2e-7 from its kink: a step of 1e-6 in any weight of
+    that unit moves every example of the unit (the batch statistics couple them), so the stencils of
+    the unit's W column and beta cross the kink far from the coordinate's own pre-activation."""
+    net = serial(Dense(3), BatchNorm(), Relu, Dense(2), input_shape=(4,))
+    _, params = net.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (8, 4))
+    labels = jnp.array([0, 1, 0, 1, 1, 0, 1, 0])
+    params, x = jax.tree.map(lambda a: a.astype(jnp.float64), (params, x))
+    z = x @ params[0]["W"] + params[0]["b"]
+    x_hat = (z - z.mean(0)) / jnp.sqrt(z.var(0) + 1e-5)
+    params[1]["beta"] = params[1]["beta"].at[0].set(2e-7 - x_hat[3, 0])  # ReLU input [3, 0] = 2e-7
+    return net, params, x, labels
+
+
+def test_a_stencil_crossing_a_kink_elsewhere_in_the_network_is_a_kink(x64):
+    net, params, x, labels = near_kink_case()
+    report = gradcheck(net, params, x, labels, "softmax_cross_entropy", train=True)
+    assert report.passed, str(report)
+    crossing = [k for k in report.kinks if k.startswith("[0]['W']")]
+    assert crossing and all(k.endswith(", 0]") for k in crossing)  # the W column of unit 0
+    assert "[1]['beta'][0]" in report.kinks
+    assert re.search(r"crosses layer 2 \(relu\) input \[3, 0\] = 2\.0e-07, reached at 0\.\d+ eps", str(report))
+
+
+@dataclasses.dataclass(frozen=True)
+class LeakyDeclared(Leaky):
+    """Leaky with its kink declared (`kink_margin`): its input changes sign there."""
+
+    def kink_margin(self, params, x, *, state=None, key=None, train=False):
+        return x
+
+
+def test_a_layer_of_your_own_declares_its_kink_with_kink_margin(x64):
+    """The near-kink case with a leaky layer: without the declaration, only the one-sided test can find
+    the kink, and it misses stencils that cross it further than eps / 4 away (a false FAIL); declared,
+    the crossing is seen."""
+    _, params, x, labels = near_kink_case()
+    reports = [gradcheck(serial(Dense(3), BatchNorm(), layer, Dense(2), input_shape=(4,)), params, x, labels,
+                         "softmax_cross_entropy", train=True) for layer in (Leaky(), LeakyDeclared())]
+    assert not reports[0].passed
+    assert reports[1].passed, str(reports[1])
+    assert set(reports[0].kinks) < set(reports[1].kinks)
+
+
+def test_failing_coordinates_are_listed_with_values_and_the_nearest_kink():
+    net = serial(Dense(3), Relu, WrongJVP(), Dense(1), input_shape=(2,))
+    _, params = net.init(jax.random.key(0))
+    x = jnp.array([[0.0, 0.0], [1.0, -0.5], [0.3, 0.9], [-1.0, 0.2]])
+    y = jnp.array([[0.5], [1.0], [0.0], [2.0]])
+    report = gradcheck(net, params, x, y, "mse")
+    text = str(report)
+    first = {leaf.path: leaf for leaf in report.leaves}["[0]['W']"].failing[0]
+    index, fd, ref, route, near = first
+    assert abs(fd - ref) > 1e-6 * abs(ref) and route == pytest.approx(ref, rel=1e-12)
+    assert "failing coordinates (finite difference vs jax.grad; first" in text
+    assert re.search(r"\[0\]\['W'\]\[0, 0\]: fd 1\.\d+e\+00, jax.grad 2\.\d+e\+00, backprop 2\.\d+e\+00; nearest "
+                     r"kink: layer 1 \(relu\) input \[\d, \d\] = -?\d\.\de-\d\d, reached at \d", text)
+    assert "layer 2 (WrongJVP): jax.vjp of its apply disagrees with finite differences" in text.splitlines()[-1]
+
+
+def test_the_readme_batchnorm_dropout_block_passes():
+    """The README's block (5 epochs of Adam on digits, then gradcheck in training mode) printed False:
+    a ReLU input of unit 67 ends within 1e-6 of its kink and training-mode BatchNorm couples the column."""
+    net = serial(Dense(100), BatchNorm(), Relu, Dropout(0.2), Dense(10), input_shape=(64,))
+    x, labels = jaxnet.data.digits()
+    _, params = net.init(jax.random.key(0))
+    result = jaxnet.fit(net, params, x, labels, loss="softmax_cross_entropy", optimizer="adam",
+                        hyperparams={"learning_rate": 1e-3}, epochs=5, batch_size=64, key=jax.random.key(1))
+    report = gradcheck(net, result.params, x[:32], labels[:32], "softmax_cross_entropy", state=result.state,
+                       key=jax.random.key(3), train=True)
+    assert report.passed, str(report)
+    assert len(report.kinks) >= 11 and all(k.endswith(", 67]") or k == "[1]['beta'][67]" for k in report.kinks)
+
+
+# ------------------------------------------------------------------ random-direction mode
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_directions_mode_passes_a_right_network(train):
+    net, params, state, x, labels = bn_data()
+    report = gradcheck(net, params, x, labels, "softmax_cross_entropy", state=state, key=jax.random.key(3),
+                       train=train, fd="directions", directions=3)
+    assert report.passed, str(report)
+    assert report.leaves[-1].path == "(all params)" and report.leaves[-1].fd_checked == 3
+    assert all(leaf.fd_checked == 3 for leaf in report.leaves)
+    assert "3 random unit directions per leaf and over all params" in str(report)
+
+
+def test_directions_mode_catches_a_wrong_jax_grad_and_a_wrong_route():
+    net = serial(Dense(3), Tanh, WrongJVP(), Dense(1), input_shape=(2,))
+    _, params = net.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (5, 2))
+    y = jax.random.normal(jax.random.key(2), (5, 1))
+    report = gradcheck(net, params, x, y, "mse", fd="directions")
+    assert not report.passed and not report.leaves[-1].fd.passed  # jax.grad (wrong custom JVP) vs fd
+    assert "failing directions" in str(report)
+    good = serial(Dense(3), Tanh, Dense(1), input_shape=(2,))
+    good_params = (params[0], {}, params[3])
+    doubled = wrong(dict(WRONG_GRADIENTS)["doubled"])
+    report = gradcheck(good, good_params, x, y, "mse", grad=doubled, fd="directions")
+    assert not report.passed and all(not leaf.route_fd.passed for leaf in report.leaves)
+
+
+def test_directions_mode_sees_one_wrong_coordinate_of_a_large_leaf_without_jax_grad():
+    """A route wrong in a single coordinate of a 4000-entry weight matrix (by 1e-3, about its typical
+    size), seen by the finite differences alone (route_fd, as PyTorch's fast mode, which has no
+    jax.grad to compare with). Detection rates over many draws: docs/bug_zoo.md."""
+    net = serial(Dense(100), Tanh, Dense(1), input_shape=(40,))
+    _, params = net.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (16, 40))
+    y = jax.random.normal(jax.random.key(2), (16, 1))
+    one = wrong(lambda g, x: (dict(g[0], W=g[0]["W"].at[7, 3].add(1e-3)),) + g[1:])
+    report = gradcheck(net, params, x, y, "mse", grad=one, fd="directions", directions=4)
+    leaf = report.leaves[0]
+    assert not leaf.route.passed                 # route vs jax.grad: always caught
+    assert not leaf.route_fd.passed              # and by the directions through this leaf alone
+    assert report.leaves[1].route_fd.passed      # the other leaves are right
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(fd="random"), ValueError, r"^fd: expected 'coordinates' or 'directions'"),
+    (dict(directions=0), ValueError, r"^directions: "),
+    (dict(perturb=-0.1), ValueError, r"^perturb: "),
+])
+def test_new_arguments_are_checked(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        gradcheck(g2_net(), g2_params(), X, Y, "mse", **kwargs)
+
+
+def test_reports_show_as_markdown_in_a_notebook():
+    report = gradcheck(g2_net(), g2_params(), X, Y, "mse")
+    md = report._repr_markdown_()
+    assert md == report.to_markdown() and md.startswith("**gradcheck of backprop")
+    assert "| leaf | shape |" in md and "| `[0]['W']` | (2, 1) |" in md and md.endswith("**PASSED**")
+    assert str(report).splitlines()[0] in md  # the title, and str() stays the printed table
+    layer = check_layer(Dense(3), X4)
+    assert layer._repr_markdown_().startswith("**check_layer: Dense(3).backward") and "| `dx` |" in layer.to_markdown()

@@ -308,3 +308,14 @@ def test_records_state_their_contracts():
 def test_unknown_loss_name_lists_valid_ones():
     with pytest.raises(ValueError, match="binary_crossentropy.*mse"):
         L.get("cross_entropyy")
+
+
+def test_a_replaced_derivative_is_what_training_runs():
+    """`_replace(derivative=...)` on a built-in loss keeps its `unchecked` field; the fast path must not
+    silently run the built-in's math instead of the replacement."""
+    ce = L.get("softmax_cross_entropy")
+    doubled = ce._replace(derivative=lambda logits, labels: 2 * ce.derivative(logits, labels))
+    assert ce.fast == ce.unchecked and doubled.fast == (doubled.value, doubled.derivative)
+    logits, labels = jnp.array([[0.3, -0.2, 1.0]]), jnp.array([2])
+    _, fast_derivative = doubled.fast
+    np.testing.assert_allclose(fast_derivative(logits, labels), 2 * ce.derivative(logits, labels), rtol=1e-6)

@@ -231,6 +231,13 @@ class Network(Layer):
             dy = dx
         return tuple(grads), dy
 
+    def summary(self, input_shape: Sequence[int] | None = None):
+        """A table of the layers: output shape, params and multiply-adds per example, and the totals
+        (`jaxnet.check.summary`; print it, or `to_markdown()`). `input_shape` defaults to the network's."""
+        from jaxnet.check._summary import summary
+
+        return summary(self, input_shape)
+
     def decay_mask(self, params):
         """Weight-decay mask (a tuple of pytrees of bools like params): each layer's `decay_mask`, so
         every param with two or more axes (every Dense and Conv2D W) unless a layer declares its

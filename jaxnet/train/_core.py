@@ -299,8 +299,8 @@ def _early_stop(rule: EarlyStopping, t, status, best, live, value):
     evaluated (then it neither improves nor counts). Improving keeps `live` as the best."""
     value = value.astype(status["best_value"].dtype)
     evaluated = ~jnp.isnan(value) & ~status["halted"]
-    best = status["best_value"]
-    better = value > best + rule.min_delta if rule.maximize else value < best - rule.min_delta
+    top = status["best_value"]
+    better = value > top + rule.min_delta if rule.maximize else value < top - rule.min_delta
     improved = evaluated & better
     wait = jnp.where(improved, 0, status["wait"] + evaluated.astype(jnp.int32))
     stop = evaluated & (wait >= rule.patience)

@@ -17,7 +17,7 @@ from jaxnet.gradcheck import GradcheckReport, check_layer, gradcheck
 from jaxnet import nn
 from jaxnet.nn import (ActivationLayer, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, Identity, Layer,
                        MaxPool2D, Network, Relu, Sigmoid, Softmax, Tanh, activation_layer, col2im, conv_output_size,
-                       im2col, mlp, serial, simple_convnet)
+                       im2col, mlp, serial, simple_convnet, deep_convnet, load_book_weights)
 from jaxnet.grad import autodiff, backprop
 from jaxnet.train import evaluate, fit, predict
 
@@ -29,6 +29,7 @@ __all__ = [
     "nn", "ActivationLayer", "BatchNorm", "Dense", "Dropout", "Identity", "Layer", "Relu", "Sigmoid", "Softmax",
     "Tanh", "activation_layer",
     "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "im2col", "col2im", "conv_output_size", "simple_convnet",
+    "deep_convnet", "load_book_weights",
     "Network", "autodiff", "backprop", "mlp", "serial",
     "evaluate", "fit", "predict",
 ]

@@ -161,6 +161,9 @@ def load_book_weights(model: str | Network, path: str | os.PathLike, *, dtype: A
     arrays = _read(path)
     template = _template(net, name)
     _check_keys(arrays, _expected_shapes(template), name, path)
+    if dtype is None:  # each file's own dtype: float64 also needs 64-bit mode
+        for a in arrays.values():
+            _check_dtype(a.dtype)
     params, k = [], 0
     for layer_params in template:
         k += bool(layer_params)
@@ -185,17 +188,16 @@ def _check_keys(arrays: dict, expected: dict, name: str, path: Path) -> None:
     shapes = {key: tuple(a.shape) for key, a in arrays.items()}
     other = [m for m in BOOK_FILES if m != name and _expected_shapes(_template(book_network(m), m)) == shapes]
     hint = f"; these are the weights of the book's {other[0]!r}" if other else ""
-    for key, shape in expected.items():
+    for key, shape in expected.items():  # in the book's order, so another model's file fails at W1
         if key not in arrays:
             raise ValueError(f"{key}: missing from {path}: the book's {name} expects {key} of shape {shape}{hint}")
+        if shapes[key] != shape:
+            raise ValueError(f"{key}: expected shape {shape} for the book's {name}, found {shapes[key]} in {path}{hint}")
     for key in arrays:
         if key not in expected:
             raise ValueError(f"{key}: unexpected key in {path}, of shape {shapes[key]}: the book's {name} has only "
                              f"{', '.join(expected)}{hint}")
-    for key, shape in expected.items():
-        if shapes[key] != shape:
-            raise ValueError(f"{key}: expected shape {shape} for the book's {name}, found {shapes[key]} in {path}{hint}")
-        a = arrays[key]
+    for key, a in arrays.items():
         if not np.issubdtype(a.dtype, np.floating):
             raise ValueError(f"{key}: expected floating-point weights (the book's are float64, float32 for ch03), found "
                              f"dtype {a.dtype} in {path}")

@@ -12,7 +12,7 @@ The functional API (parameters are pytrees, a network is a record of pure functi
 Importing jaxnet imports neither matplotlib nor scikit-learn (see `jaxnet.plot`, `jaxnet.data`).
 """
 
-from jaxnet import activations, data, initializers, losses, metrics, optim
+from jaxnet import activations, augment, data, initializers, losses, metrics, optim
 from jaxnet.gradcheck import GradcheckReport, check_layer, gradcheck
 from jaxnet import nn
 from jaxnet.nn import (ActivationLayer, AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, Identity, Layer,
@@ -24,7 +24,7 @@ from jaxnet.train import evaluate, fit, predict
 __version__ = "0.1.0"
 
 __all__ = [
-    "activations", "data", "initializers", "losses", "metrics", "optim",
+    "activations", "augment", "data", "initializers", "losses", "metrics", "optim",
     "GradcheckReport", "check_layer", "gradcheck",
     "nn", "ActivationLayer", "BatchNorm", "Dense", "Dropout", "Identity", "Layer", "Relu", "Sigmoid", "Softmax",
     "Tanh", "activation_layer",

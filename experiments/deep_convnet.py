@@ -3,10 +3,11 @@
 Network (`jaxnet.deep_convnet`): six 3 x 3 convolutions (16, 16, 32, 32, 64, 64 filters) with ReLU,
 a 2 x 2 max-pool after every second one, Dense 50, ReLU, Dropout 0.5, Dense 10; He initialisation;
 softmax cross-entropy; Adam at learning rate 1e-3 on minibatches of 100 reshuffled every epoch
-(`jaxnet.fit`, the layers' hand-derived backward passes). `--dropout` picks the Dropout:
-'inverted' (default: inverted dropout after the hidden layer only), 'book' (the book's network
-exactly: its non-inverted Dropout after the hidden layer *and on the logits*, which holds the
-training loss near 1; see `jaxnet.deep_convnet`) or 'none'.
+(`jaxnet.fit`, the layers' hand-derived backward passes). `--dropout` picks the Dropout: 'book'
+(default: the book's network exactly, its non-inverted Dropout 0.5 after the hidden layer *and on
+the logits*, which holds the training loss near 1; see `jaxnet.deep_convnet`), 'inverted' (inverted
+dropout after the hidden layer only; a training loss that falls with the test loss) or 'none'.
+After 4 epochs on the t10k split (seed 0) both dropouts reach about 0.97 (book 0.970, inverted 0.967).
 
 Data augmentation (`--augment`, the book's 8.1.2): a `jaxnet.augment.RandomAffine` layer in front
 of the network turns every training image by up to 10 degrees, scales it by up to 10% and shifts it
@@ -57,7 +58,7 @@ DROPOUT = {"inverted": {"book_dropout": False, "dropout_logits": False}, "book":
 GRID = 20  # misclassified digits shown, as the book's misclassified_mnist.py (4 x 5)
 
 
-def network(dropout: str = "inverted", augmented: bool = False):
+def network(dropout: str = "book", augmented: bool = False):
     """`jaxnet.deep_convnet` with the `--dropout` variant, behind a `RandomAffine` layer if `augmented`."""
     net = deep_convnet(**DROPOUT[dropout])
     if not augmented:
@@ -222,8 +223,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--full", action="store_true", help="train on the 60,000 training images (needs the train files)")
     p.add_argument("--epochs", type=int, default=None, help="override the number of epochs (ignored with --quick)")
     p.add_argument("--seeds", type=int, default=1, help="runs per setting, seeds --seed, --seed + 1, ... (default 1)")
-    p.add_argument("--dropout", choices=tuple(DROPOUT), default="inverted",
-                   help="inverted dropout on the hidden layer (default), the book's (also on the logits), or none")
+    p.add_argument("--dropout", choices=tuple(DROPOUT), default="book",
+                   help="the book's non-inverted dropout, also on the logits (default); inverted dropout on the "
+                        "hidden layer only; or none")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--augment", action="store_true", help="train with random rotations, scalings and shifts")
     group.add_argument("--compare-augmentation", action="store_true",

@@ -27,9 +27,6 @@ them (true -> predicted), the same for the book authors' own trained DeepConvNet
 images when their weights are found (`--weights-dir`, default the `dlfs-weights` folder beside the
 MNIST folder or in `$JAXNET_DATA_DIR`), and, with augmentation, examples of augmented digits.
 A progress bar counts epochs. Evaluation runs in chunks of 250 images with one compiled function.
-
-# TODO(fit): when `fit` takes progress=, evaluation every k epochs and early stopping (issue 18),
-# train each run in one `fit` call with them instead of one call per epoch.
 """
 
 from __future__ import annotations
@@ -91,12 +88,14 @@ def evaluator(net):
 def train(net, x_train, y_train, x_test, y_test, *, seed: int, epochs: int, bar=None) -> dict:
     """One run: `epochs` epochs of Adam (one `fit` call per epoch, compiled once), evaluated on the
     held-out images after each. Returns params, the per-epoch history, predictions and seconds."""
+    # TODO(issue 18): once `fit` takes progress=, evaluation every k epochs and early stopping, train
+    # each run in one `fit` call with them instead of one call per epoch.
     init_key, shuffle_key = jax.random.split(jax.random.key(seed))
     params = jax.jit(lambda k: net.init(k)[1])(init_key)
     optimizer = optim.optimizer("adam", LEARNING_RATE)
     opt_state, evaluate = optimizer.init(params), evaluator(net)
     history = {"loss": [], "val_loss": [], "val_accuracy": []}
-    diverged, start = -1, time.perf_counter()
+    diverged, start, predicted = -1, time.perf_counter(), None
     for epoch in range(epochs):
         result = fit(net, params, x_train, y_train, loss=LOSS, optimizer=optimizer, epochs=1, batch_size=BATCH_SIZE,
                      key=jax.random.fold_in(shuffle_key, epoch), opt_state=opt_state)
@@ -111,7 +110,8 @@ def train(net, x_train, y_train, x_test, y_test, *, seed: int, epochs: int, bar=
         if bar is not None:
             bar.update(1)
             bar.set_postfix(seed=seed, acc=f"{history['val_accuracy'][-1]:.4f}")
-    _, predicted = evaluate(params, x_test, y_test)
+    if predicted is None:  # diverged in the first epoch: the initial params
+        _, predicted = evaluate(params, x_test, y_test)
     return {"params": params, "history": history, "predicted": predicted, "diverged_epoch": diverged,
             "accuracy": float(np.mean(predicted == y_test)), "seconds": time.perf_counter() - start}
 

@@ -5,6 +5,8 @@ against `jax.grad` and finite differences (`gradcheck`, float64, sampled coordin
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -73,10 +75,36 @@ def test_dropout_options():
     assert 0.2 < float(jnp.mean(y1 == 0)) < 0.8  # about half the logits dropped
 
 
+@dataclasses.dataclass(frozen=True)
+class Compiled(jaxnet.Layer):
+    """`layer` with its `apply` and `backward` compiled by `jax.jit` (check_layer calls them eagerly,
+    and eager im2col runs op by op, each op compiled on its own: seconds per convolution)."""
+
+    layer: jaxnet.Layer
+
+    @property
+    def name(self):
+        return self.layer.name
+
+    @property
+    def is_random(self):
+        return self.layer.is_random
+
+    def init(self, key, input_shape):
+        return self.layer.init(key, input_shape)
+
+    def apply(self, params, x, *, state=None, key=None, train=False):
+        return jax.jit(self.layer.apply, static_argnames="train")(params, x, state=state, key=key, train=train)
+
+    def backward(self, params, x, y, dy, *, state=None, key=None, train=False):
+        return jax.jit(self.layer.backward, static_argnames="train")(params, x, y, dy, state=state, key=key,
+                                                                     train=train)
+
+
 def test_every_layer_backward_equals_jax_vjp():
     """`check_layer` on each of the 21 layers, float64, at the input shape the layer has inside the
     network, on random normal inputs (no ties for the max-pools), in training mode (dropout masks from
-    a key) and evaluation mode."""
+    a key) and evaluation mode. (The layers' functions are jitted: the same functions, compiled.)"""
     net = jaxnet.deep_convnet(dtype=jnp.float64)
     with jax.enable_x64(True):
         _, params = net.init(jax.random.key(0))
@@ -84,7 +112,7 @@ def test_every_layer_backward_equals_jax_vjp():
     for i, (layer, p) in enumerate(zip(net.layers, params)):
         x = jax.random.normal(jax.random.key(10 + i), (1, *shapes[i][1:]), jnp.float32)
         for train in (False, True) if layer.is_random else (False,):  # the others ignore the mode
-            report = jaxnet.check_layer(layer, x, params=p, key=jax.random.key(i), train=train)
+            report = jaxnet.check_layer(Compiled(layer), x, params=p, key=jax.random.key(i), train=train)
             assert report.passed, f"layer {i}:\n{report}"
 
 
@@ -154,3 +182,24 @@ def test_under_jit_and_vmap():
     lanes = jax.jit(jax.vmap(lambda xb: net.apply(params, xb)))(x)
     np.testing.assert_allclose(lanes, jax.jit(net.apply)(params, x.reshape(4, 1, 28, 28)).reshape(2, 2, 10),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_w6_lax_contender_is_the_same_network_with_the_same_dropout_masks():
+    """The benchmark's W6 races jaxnet's DeepConvNet against a lax.conv + jax.grad one: in evaluation
+    mode they are the same function, and in training mode, given the step key `fit` would pass, the
+    lax network draws the masks jaxnet's Dropout layers draw, so one training step has the same loss
+    (and a whole epoch the same losses: the bench prints them side by side)."""
+    from experiments.bench import deep_cnn
+
+    net = jaxnet.deep_convnet()
+    _, params = net.init(jax.random.key(0))
+    x = jax.random.uniform(jax.random.key(1), (8, 1, 28, 28))
+    y = jnp.arange(8) % 10
+    np.testing.assert_allclose(jax.jit(deep_cnn.lax_logits)(params, x), jax.jit(net.apply)(params, x),
+                               rtol=1e-4, atol=1e-5)
+    step_key = jax.random.key(5)
+    jaxnet_loss = jax.jit(lambda p, x, y, k: jaxnet.losses.get("softmax_cross_entropy").value(
+        net.apply(p, x, key=k, train=True), y))(params, x, y, step_key)
+    assert float(jax.jit(deep_cnn._lax_loss)(params, x, y, step_key)) == pytest.approx(float(jaxnet_loss), rel=1e-5)
+    other = jax.jit(deep_cnn._lax_loss)(params, x, y, jax.random.key(6))
+    assert float(other) != pytest.approx(float(jaxnet_loss), rel=1e-3)  # the masks do depend on the key

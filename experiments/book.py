@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows += chapters.gradient_descent_rows(Row)
     if t10k is not None:
         images = t10k[0][:3].reshape(3, 784)
-        rows += chapters.gradient_check_rows(Row, images, t10k[1][:3], draws=1 if args.quick else 5)
+        rows += chapters.gradient_check_rows(Row, images, t10k[1][:3], **({"draws": 1} if args.quick else {}))
     if mnist_folder is not None:
         seeds = [args.seed + i for i in range(args.seeds)]
         chapter6, runs = chapters.chapter6_rows(Row, seeds, args.runs, out, mnist_folder, quick=args.quick)
@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
         extra["chapter6_runs"] = runs
     rows += chapters.full_mnist_rows(Row, have_train and not args.quick, mnist_folder, out)
 
+    rows.sort(key=lambda r: int(r.chapter.split("-")[0]))  # chapter order (stable within a chapter)
     seconds = time.perf_counter() - start
     text = report(rows, notes, seconds)
     (out / "report.md").write_text(text)

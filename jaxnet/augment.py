@@ -143,9 +143,12 @@ def affine_adjoint(dy: jax.Array, matrix: jax.Array, offset: jax.Array) -> jax.A
 
 
 def _check_amount(name: str, value, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0 or (
-            high is not None and value >= high):
-        bound = f"in [0, {high:g})" if high is not None else "a finite number >= 0"
+    """`value` as a float in [0, high) (or a finite float >= 0); TypeError for a non-number, ValueError
+    for one out of range, both naming `name`."""
+    bound = f"a number in [0, {high:g})" if high is not None else "a finite number >= 0"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected {bound}, got {value!r}")
+    if not math.isfinite(value) or value < 0 or (high is not None and value >= high):
         raise ValueError(f"{name}: expected {bound}, got {value!r}")
     return float(value)
 
@@ -167,7 +170,8 @@ def random_affine_params(key: jax.Array, n: int, *, max_rotation: float = 10.0, 
         matrix (n, 2, 2) and offset (n, 2) of `dtype`.
 
     Raises:
-        ValueError: a negative or non-finite amount, max_scale >= 1.
+        ValueError: a negative or non-finite amount, max_scale >= 1. TypeError: an amount that is not a
+            real number.
     """
     max_rotation = _check_amount("max_rotation", max_rotation)
     max_shift = _check_amount("max_shift", max_shift)
@@ -221,7 +225,7 @@ class RandomAffine(Layer):
 
     Raises:
         ValueError: amounts out of range; at init, an input shape that is not (C, H, W); training
-            mode without a key.
+            mode without a key. TypeError: an amount that is not a real number.
     """
 
     max_rotation: float = 10.0

@@ -136,8 +136,11 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"^offset: expected one \(row, col\) offset per image"):
         augment.affine(x, _eye(2), jnp.zeros((2,)))
     for kwargs, name in (({"max_rotation": -1.0}, "max_rotation"), ({"max_shift": float("nan")}, "max_shift"),
-                         ({"max_scale": 1.0}, "max_scale"), ({"max_shift": "2"}, "max_shift")):
+                         ({"max_scale": 1.0}, "max_scale")):
         with pytest.raises(ValueError, match=rf"^{name}: expected"):
+            augment.RandomAffine(**kwargs)
+    for kwargs, name in (({"max_shift": "2"}, "max_shift"), ({"max_rotation": True}, "max_rotation")):
+        with pytest.raises(TypeError, match=rf"^{name}: expected a"):
             augment.RandomAffine(**kwargs)
     with pytest.raises(ValueError, match=r"^input_shape: RandomAffine.*expected channels-first images"):
         augment.RandomAffine().init(jax.random.key(0), (784,))

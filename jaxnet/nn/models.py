@@ -147,7 +147,10 @@ def deep_convnet(
                          f"got {filters!r}")
     for i, n in enumerate(filters):
         check_positive(f"filters[{i}]", n, integer=True)
-    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real):
+        raise TypeError(f"dropout: expected the drop probability of both Dropout layers, a number in [0, 1) (0: "
+                        f"none), got {dropout!r}")
+    if not 0 <= dropout < 1:
         raise ValueError(f"dropout: expected the drop probability of both Dropout layers in [0, 1) (0: none), "
                          f"got {dropout!r}")
     drop = [] if dropout == 0 else [Dropout(float(dropout), book=book_dropout)]

@@ -46,9 +46,12 @@ __all__ = ["affine", "affine_adjoint", "random_affine_params", "random_affine", 
 
 
 def _images(name: str, x) -> None:
-    if getattr(x, "ndim", None) != 4 or not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(f"{name}: expected a batch of channels-first float images (N, C, H, W), got "
-                         f"{getattr(x, 'dtype', type(x).__name__)} of shape {tuple(getattr(x, 'shape', ()))}")
+    """ValueError unless x is 4-D (N, C, H, W); TypeError unless it is a floating array."""
+    if getattr(x, "ndim", None) != 4:
+        raise ValueError(f"{name}: expected a batch of channels-first images (N, C, H, W), got shape "
+                         f"{tuple(getattr(x, 'shape', ()))}")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"{name}: expected floating-point images, got dtype {x.dtype}; e.g. x.astype(jnp.float32) / 255")
 
 
 def _check_maps(x, matrix, offset) -> None:
@@ -120,8 +123,8 @@ def affine(x: jax.Array, matrix: jax.Array, offset: jax.Array) -> jax.Array:
         (N, C, H, W) of x's dtype.
 
     Raises:
-        ValueError: x not a batch of float images (N, C, H, W); matrix or offset of another shape.
-        Shape checks are static: they also run under jit and vmap.
+        ValueError: x not a batch of images (N, C, H, W); matrix or offset of another shape.
+        TypeError: x not floating point. The checks are static: they also run under jit and vmap.
     """
     _images("x", x)
     _check_maps(x, matrix, offset)

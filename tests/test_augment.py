@@ -129,8 +129,11 @@ def test_trains_inside_fit_with_both_gradient_routes():
 
 def test_errors_name_the_argument():
     x = jnp.zeros((2, 1, 5, 5))
-    with pytest.raises(ValueError, match=r"^x: expected a batch of channels-first float images"):
+    with pytest.raises(ValueError, match=r"^x: expected a batch of channels-first images \(N, C, H, W\), got shape "
+                                         r"\(2, 25\)"):
         augment.affine(jnp.zeros((2, 25)), _eye(2), jnp.zeros((2, 2)))
+    with pytest.raises(TypeError, match=r"^x: expected floating-point images, got dtype uint8"):
+        augment.random_affine(jax.random.key(0), jnp.zeros((2, 1, 5, 5), jnp.uint8))
     with pytest.raises(ValueError, match=r"^matrix: expected one 2 x 2 matrix per image, shape \(2, 2, 2\)"):
         augment.affine(x, _eye(3), jnp.zeros((2, 2)))
     with pytest.raises(ValueError, match=r"^offset: expected one \(row, col\) offset per image"):

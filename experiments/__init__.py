@@ -25,10 +25,11 @@ ALL = [
     "overfitting",
     "hyperparameter_search",
     "cnn",
+    "deep_convnet",
 ]
 
 # Options an experiment gets in `all` on top of those given to `all`, to keep the job within its budget.
-ALL_OPTIONS: dict[str, list[str]] = {"cnn": ["--epochs", "8"]}
+ALL_OPTIONS: dict[str, list[str]] = {"cnn": ["--epochs", "8"], "deep_convnet": ["--epochs", "2"]}
 
 # Runnable by name, not part of `all`.
-EXTRA: list[str] = ["bench", "train_distributed", "checks"]
+EXTRA: list[str] = ["bench", "train_distributed", "checks", "book"]

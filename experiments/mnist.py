@@ -1,4 +1,4 @@
-"""`mnist`: the book's TwoLayerNet on MNIST, 784-100-10 ReLU, softmax cross-entropy, batch 100, SGD 0.1.
+"""`mnist`: the book's TwoLayerNet on MNIST, 784-50-10 ReLU, softmax cross-entropy, batch 100, SGD 0.1.
 
 Data: MNIST IDX files (raw or .gz) from `--data-dir DIR` (the folder holding them), else
 `$JAXNET_DATA_DIR/mnist`, else the user cache `~/.cache/jaxnet/mnist` (`jaxnet.data.mnist_dir`). With the
@@ -8,7 +8,8 @@ full set (60,000 train + 10,000 test images) the run follows the book
 (stratified, deterministic; `jaxnet.data.load_mnist`) and the run takes 20 epochs (1,600 iterations).
 Pixels are scaled to [0, 1]; images are flattened to 784 features.
 
-Network: 784-100-10, ReLU, identity output (logits) and `softmax_cross_entropy`; He-normal
+Network: the book's TwoLayerNet (ch05/train_neuralnet.py: `TwoLayerNet(input_size=784, hidden_size=50,
+output_size=10)`): 784-50-10, ReLU, identity output (logits) and `softmax_cross_entropy`; He-normal
 initialisation (the book's advice for ReLU, 6.2.3, rather than its TwoLayerNet's 0.01 * randn, which
 learns more slowly); plain SGD at learning rate 0.1 on minibatches of 100 reshuffled every epoch.
 Five seeds trained together with `jax.vmap`. Figures as for `digits`.
@@ -28,6 +29,7 @@ from experiments._common import mnist_or_skip, parser, write_metrics
 from jaxnet import data, mlp
 
 BATCH_SIZE, LEARNING_RATE, SEEDS = 100, 0.1, 5
+LAYER_SIZES = [784, 50, 10]  # the book's TwoLayerNet: hidden_size=50
 EPOCHS = {"full": 17, "t10k": 20}  # full: 17 * 600 = 10,200 iterations, the book's 10,000 rounded up
 TARGET = {"full": 0.97, "t10k": 0.93}
 T10K_SPLIT = (8000, 2000)
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     kind = "full" if mnist.source == "train+t10k" else "t10k"
     epochs, seeds = (3, 2) if args.quick else (EPOCHS[kind], SEEDS)
-    net = mlp([784, 100, 10], activation="relu", output_activation="identity")
+    net = mlp(LAYER_SIZES, activation="relu", output_activation="identity")
     params, history = cls.train_seeds(net, jax.random.key(args.seed), seeds, (mnist.x_train, mnist.y_train),
                                       (mnist.x_test, mnist.y_test), loss=LOSS, optimizer="sgd",
                                       hyperparams={"learning_rate": LEARNING_RATE}, epochs=epochs,
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
         "seed": args.seed, "seeds": seeds, "data_dir": str(directory), "source": mnist.source,
         "n_train": n_train, "n_test": int(mnist.x_test.shape[0]), "epochs": epochs,
         "iterations": epochs * -(-n_train // BATCH_SIZE), "batch_size": BATCH_SIZE, "optimizer": "sgd",
-        "learning_rate": LEARNING_RATE, "layer_sizes": [784, 100, 10], **stats, "target": TARGET[kind],
+        "learning_rate": LEARNING_RATE, "layer_sizes": LAYER_SIZES, **stats, "target": TARGET[kind],
         "final_train_loss": history["loss"][:, -1], "final_test_loss": history["val_loss"][:, -1],
         "confusion_first_seed": matrix, "diverged_epoch": history["diverged_epoch"], "seconds": seconds,
     }

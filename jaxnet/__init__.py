@@ -17,7 +17,7 @@ the rest in its module (`jaxnet.data`, `jaxnet.losses`, `jaxnet.optim`, `jaxnet.
 Importing jaxnet imports neither matplotlib nor scikit-learn (see `jaxnet.plot`, `jaxnet.data`).
 """
 
-from jaxnet import activations, check, data, initializers, losses, metrics, optim, train
+from jaxnet import activations, augment, check, data, initializers, losses, metrics, optim, train
 from jaxnet.grad import autodiff, backprop
 from jaxnet.check import GradcheckReport, check_layer, gradcheck
 from jaxnet.nn._checks import conv_output_size
@@ -26,7 +26,8 @@ from jaxnet.nn.activations import ActivationLayer, Identity, Relu, Sigmoid, Soft
 from jaxnet.nn.conv import Conv2D, col2im, im2col
 from jaxnet.nn.dense import Dense
 from jaxnet.nn.dropout import Dropout
-from jaxnet.nn.models import simple_convnet
+from jaxnet.nn.book_weights import book_network, load_book_weights
+from jaxnet.nn.models import deep_convnet, simple_convnet
 from jaxnet.nn.network import Network, mlp, serial
 from jaxnet.nn.normalization import BatchNorm
 from jaxnet.nn.pool import AvgPool2D, Flatten, MaxPool2D
@@ -35,11 +36,12 @@ from jaxnet.train._fit import evaluate, fit, predict
 __version__ = "0.2.0"
 
 __all__ = [
-    "activations", "data", "initializers", "losses", "metrics", "optim", "train", "check",
+    "activations", "augment", "data", "initializers", "losses", "metrics", "optim", "train", "check",
     "GradcheckReport", "check_layer", "gradcheck",
     "ActivationLayer", "BatchNorm", "Dense", "Dropout", "Identity", "Layer", "Relu", "Sigmoid", "Softmax",
     "Tanh", "activation_layer",
     "Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "im2col", "col2im", "conv_output_size", "simple_convnet",
+    "deep_convnet", "book_network", "load_book_weights",
     "Network", "autodiff", "backprop", "mlp", "serial",
     "evaluate", "fit", "predict",
 ]

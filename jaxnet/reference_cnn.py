@@ -1,11 +1,13 @@
-"""The book's convolutional network in plain numpy, kept faithful on purpose: an independent reference.
+"""The book's convolutional networks in plain numpy, kept faithful on purpose: an independent reference.
 
-A transcription of Deep Learning from Scratch, chapter 7 (common/util.py im2col and col2im,
-common/layers.py Convolution, Pooling, Relu, Affine, SoftmaxWithLoss, common/optimizer.py Adam,
-ch07/simple_convnet.py SimpleConvNet): stateful layer objects with `forward` and `backward` that keep
+A transcription of Deep Learning from Scratch, chapters 7 and 8 (common/util.py im2col and col2im,
+common/layers.py Convolution, Pooling, Relu, Affine, Dropout, SoftmaxWithLoss, common/optimizer.py
+Adam, ch07/simple_convnet.py SimpleConvNet, ch08/deep_convnet.py DeepConvNet), and the forward pass
+of chapter 3's MNIST network (ch03/neuralnet_mnist.py `predict`): stateful layer objects with `forward` and `backward` that keep
 what the backward pass needs, channels-first images (N, C, H, W), filters (FN, C, FH, FW). jaxnet's
 convolution layers are tested against jax, and this module is what the CNN benchmark races them
-against (and a test checks that its gradients are jaxnet's).
+against (and a test checks that its gradients are jaxnet's). With the book authors' trained weights
+(`load_params`), the tests check that jaxnet's forward passes give the same outputs.
 
 What the book divides by: only SoftmaxWithLoss divides, once, by the batch size (its loss is the
 mean cross-entropy over the batch and its backward is (softmax(x) - t) / batch); the Affine and
@@ -159,6 +161,42 @@ class Pooling:
         return col2im(dcol, self.x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
 
 
+class Dropout:
+    """The book's Dropout (not inverted): training keeps each unit with probability 1 - ratio and
+    does not rescale; evaluation multiplies by 1 - ratio. The mask comes from `rng` (the book's
+    `np.random.rand`)."""
+
+    def __init__(self, dropout_ratio=0.5, rng=None):
+        self.dropout_ratio = dropout_ratio
+        self.rng = np.random.default_rng(0) if rng is None else rng
+
+    def forward(self, x, train_flg=True):
+        if train_flg:
+            self.mask = self.rng.random(x.shape) > self.dropout_ratio
+            return x * self.mask
+        return x * (1.0 - self.dropout_ratio)
+
+    def backward(self, dout):
+        return dout * self.mask
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """The book's 1 / (1 + exp(-x)) (common/functions.py)."""
+    return 1 / (1 + np.exp(-x))
+
+
+def neuralnet_mnist_predict(network: dict, x: np.ndarray) -> np.ndarray:
+    """Chapter 3's MNIST network (ch03/neuralnet_mnist.py `predict`): 784-50-100-10, sigmoid hidden
+    layers, softmax output. `network` holds W1 (784, 50), b1, W2 (50, 100), b2, W3 (100, 10), b3
+    (the book's sample_weight); x is (N, 784) in [0, 1]. Returns the probabilities (N, 10)."""
+    a1 = x @ network["W1"] + network["b1"]
+    z1 = sigmoid(a1)
+    a2 = z1 @ network["W2"] + network["b2"]
+    z2 = sigmoid(a2)
+    a3 = z2 @ network["W3"] + network["b3"]
+    return softmax(a3)
+
+
 class SimpleConvNet:
     """conv - relu - pool(2 x 2, stride 2) - affine - relu - affine - softmax, the book's ch07 network.
 
@@ -252,3 +290,80 @@ def train_epoch(net: SimpleConvNet, optimizer: Adam, x: np.ndarray, t: np.ndarra
         optimizer.update(net.params, grads)
         losses.append(net.last_layer.loss)
     return float(np.mean(losses))
+
+
+class DeepConvNet:
+    """The book's ch08 network: conv - relu - conv - relu - pool - conv - relu - conv - relu - pool -
+    conv - relu - conv - relu - pool - affine - relu - dropout - affine - dropout - softmax.
+
+    Six 3 x 3 convolutions of 16, 16, 32, 32, 64, 64 filters, stride 1, padding 1 except the fourth
+    (padding 2); 2 x 2 max-pools with stride 2; Affine 64 * 4 * 4 -> 50 and 50 -> 10, each followed by
+    the book's Dropout 0.5. Weights `sqrt(2 / fan_in) * standard_normal` (He), biases zero, from `rng`.
+    `predict(x, train_flg=False)` is evaluation mode (each Dropout multiplies by 0.5).
+    """
+
+    def __init__(self, input_dim=(1, 28, 28), hidden_size=50, output_size=10, *, rng=None, dtype=np.float64):
+        rng = np.random.default_rng(0) if rng is None else rng
+        filters = (16, 16, 32, 32, 64, 64)
+        self.pads = (1, 1, 1, 2, 1, 1)
+        pre_node_nums = np.array([input_dim[0] * 3 * 3, 16 * 3 * 3, 16 * 3 * 3, 32 * 3 * 3, 32 * 3 * 3, 64 * 3 * 3,
+                                  64 * 4 * 4, hidden_size])
+        scales = np.sqrt(2.0 / pre_node_nums)
+        self.params = {}
+        channels = input_dim[0]
+        for idx, n in enumerate(filters):
+            self.params[f"W{idx + 1}"] = (scales[idx] * rng.standard_normal((n, channels, 3, 3))).astype(dtype)
+            self.params[f"b{idx + 1}"] = np.zeros(n, dtype)
+            channels = n
+        self.params["W7"] = (scales[6] * rng.standard_normal((64 * 4 * 4, hidden_size))).astype(dtype)
+        self.params["b7"] = np.zeros(hidden_size, dtype)
+        self.params["W8"] = (scales[7] * rng.standard_normal((hidden_size, output_size))).astype(dtype)
+        self.params["b8"] = np.zeros(output_size, dtype)
+        self.rng = rng
+        self.load_params(self.params)
+
+    def load_params(self, params):
+        """Use `params` ({"W1": ..., "b8": ...}) and rebuild the layers on them (the book's load_params,
+        from a dict instead of a pickle file)."""
+        self.params = {k: np.array(v) for k, v in params.items()}
+        p = self.params
+        layers = []
+        for i in range(6):
+            layers += [Convolution(p[f"W{i + 1}"], p[f"b{i + 1}"], 1, self.pads[i]), Relu()]
+            if i % 2:
+                layers.append(Pooling(2, 2, stride=2))
+        layers += [Affine(p["W7"], p["b7"]), Relu(), Dropout(0.5, self.rng), Affine(p["W8"], p["b8"]),
+                   Dropout(0.5, self.rng)]
+        self.layers = layers
+        self.last_layer = SoftmaxWithLoss()
+
+    def predict(self, x, train_flg=False):
+        for layer in self.layers:
+            x = layer.forward(x, train_flg) if isinstance(layer, Dropout) else layer.forward(x)
+        return x
+
+    def loss(self, x, t):
+        return self.last_layer.forward(self.predict(x, train_flg=True), t)
+
+    def accuracy(self, x, t, batch_size=100):
+        """Fraction of correct arg-max predictions in evaluation mode, batch by batch (full batches
+        only, as the book)."""
+        if t.ndim != 1:
+            t = t.argmax(axis=1)
+        correct = 0
+        for i in range(x.shape[0] // batch_size):
+            part = slice(i * batch_size, (i + 1) * batch_size)
+            correct += int(np.sum(self.predict(x[part], train_flg=False).argmax(axis=1) == t[part]))
+        return correct / x.shape[0]
+
+    def gradient(self, x, t):
+        """{"W1": dW1, ..., "b8": db8}: one training-mode forward pass (new dropout masks) and one backward."""
+        self.loss(x, t)
+        dout = self.last_layer.backward(1)
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        weighted = [layer for layer in self.layers if isinstance(layer, (Convolution, Affine))]
+        grads = {}
+        for i, layer in enumerate(weighted, 1):
+            grads[f"W{i}"], grads[f"b{i}"] = layer.dW, layer.db
+        return grads

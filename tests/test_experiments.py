@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import MNIST_DIR, REPO
-from experiments import ALL
+from experiments import ALL, EXTRA
 from experiments.__main__ import compile_cache_dir, xla_flags
 from experiments.__main__ import main as cli
 
@@ -62,11 +62,13 @@ def test_cli_lists_and_rejects(capsys):
 # The rest of the main job: each runs its --quick mode (with fewer seeds where the experiment takes
 # --seeds), writes metrics.json and its figures, and its summary numbers are recomputed here from the
 # per-run values it reports.
-REST = ["xor_sweep", "seeds", "lr_decay", "optimizers", "digits", "breast_cancer", "mnist", "batchnorm_dropout"]
+REST = ["xor_sweep", "seeds", "lr_decay", "optimizers", "digits", "breast_cancer", "mnist", "batchnorm_dropout",
+        "deep_convnet"]
 # smoke-tested beside their library code: tests/test_techniques.py (chapter 6), tests/test_conv.py (cnn)
 ELSEWHERE = ["init_histograms", "weight_init", "optimizers_mnist", "batchnorm", "overfitting",
              "hyperparameter_search", "cnn"]
-EXTRA_ARGS = {"xor_sweep": ["--seeds", "2"], "seeds": ["--seeds", "4"], "mnist": ["--data-dir", str(MNIST_DIR)]}
+EXTRA_ARGS = {"xor_sweep": ["--seeds", "2"], "seeds": ["--seeds", "4"], "mnist": ["--data-dir", str(MNIST_DIR)],
+              "deep_convnet": ["--data-dir", str(MNIST_DIR), "--augment"]}
 
 
 def _check_classification(metrics):
@@ -81,7 +83,7 @@ def _check_classification(metrics):
 @pytest.mark.parametrize("name", REST)
 def test_every_experiment_of_the_main_job_runs_quick(name, tmp_path):
     assert set(REST) | set(CORE) | set(ELSEWHERE) == set(ALL)
-    if name == "mnist" and not any(MNIST_DIR.glob("t10k-images-idx3-ubyte*")):
+    if name in ("mnist", "deep_convnet") and not any(MNIST_DIR.glob("t10k-images-idx3-ubyte*")):
         pytest.skip(f"no MNIST files in {MNIST_DIR}")
     # digits trains with optax.adamw itself, whose bias correction (optax 0.2.8) mixes an int32 count
     # with floats, which the test run's strict dtype promotion rejects
@@ -115,6 +117,15 @@ def test_every_experiment_of_the_main_job_runs_quick(name, tmp_path):
                 round(run["final_test_accuracy"] * metrics["n_test"]), abs=1e-3)
             assert len(run["train_loss"]) == metrics["epochs"]
             assert run["test_accuracy"][-1] == run["final_test_accuracy"]
+            assert len(run["train_loss"]) == metrics["epochs"] and run["test_accuracy"][-1] == run["final_test_accuracy"]
+    elif name == "deep_convnet":  # one augmented run; its accuracy is its misclassified count's
+        (label, run), = metrics["runs"].items()
+        assert run["augmented"] and metrics["n_test"] == 500 and metrics["epochs"] == 1
+        assert run["test_accuracy"] == pytest.approx(1 - run["misclassified"] / metrics["n_test"])
+        assert run["val_accuracy_per_epoch"] == [run["test_accuracy"]] and np.isfinite(run["train_loss_per_epoch"]).all()
+        assert metrics["test_accuracy"]["augmented"]["mean"] == run["test_accuracy"]
+        assert {p.name for p in pngs} == {"curves.png", "misclassified.png", "augmentation.png"}
+        assert len(metrics["first_misclassified"]) == min(20, run["misclassified"])
     elif name == "optimizers":  # the minimum of x^2 / 20 + y^2 is the origin
         for optimizer, point in metrics["final_point"].items():
             assert metrics["final_distance_to_minimum"][optimizer] == pytest.approx(np.hypot(*point), rel=1e-6)
@@ -212,3 +223,36 @@ def test_checks_experiment_draws_the_readme_figures(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())["figures"]
     assert metrics["layer_report_passed"] is False and metrics["faulty"] == ["2"]  # the Swish that forgets beta
     assert {p.name for p in tmp_path.glob("*.png")} == {"layer_report.png", "delta_trace_xor.png"}
+WEIGHTS_DIR = REPO.parent / "shared" / "data" / "dlfs-weights"
+
+
+@pytest.mark.skipif(not (MNIST_DIR / "t10k-labels-idx1-ubyte.gz").is_file() or not WEIGHTS_DIR.is_dir(),
+                    reason="no MNIST t10k files or no book weights in ../shared/data")
+def test_book_quick_writes_the_table(tmp_path):
+    """`book --quick`: the table in report.md and metrics.json; the checked rows pass; the first digits
+    the book's DeepConvNet misclassifies among the first 500 are those of the book's numpy layers."""
+    from jaxnet import reference_cnn
+
+    from experiments import book
+
+    assert "book" in EXTRA and "book" not in ALL
+    summary = book.main(["--quick", "--data-dir", str(MNIST_DIR), "--weights-dir", str(WEIGHTS_DIR),
+                         "--runs", str(tmp_path / "none"), "--out", str(tmp_path)])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    text = (tmp_path / "report.md").read_text()
+    rows = metrics["rows"]
+    assert summary == {"passed": metrics["passed"], "checked": metrics["checked"]}
+    assert metrics["passed"] == metrics["checked"] == sum(r["passed"] is not None for r in rows) >= 6
+    assert all(r["quantity"] in text and r["jaxnet"] in text for r in rows)
+    chapters = {r["chapter"] for r in rows}
+    assert {"3", "4", "5", "6", "7", "8", "4-5"} <= chapters
+    assert sum("needs the 60,000 training images" in r["jaxnet"] for r in rows) == 3  # no train files in ../shared
+    assert (tmp_path / "misclassified_book.png").read_bytes()[:4] == b"\x89PNG"
+    net = reference_cnn.DeepConvNet()
+    net.load_params(dict(np.load(WEIGHTS_DIR / "deep_convnet_2016.npz")))
+    from experiments.deep_convnet import t10k_images
+
+    x, y = t10k_images(MNIST_DIR)
+    predicted = np.concatenate([net.predict(x[i:i + 100]).argmax(1) for i in range(0, 500, 100)])
+    expected = [[int(i), int(y[i]), int(predicted[i])] for i in np.flatnonzero(predicted != y[:500])]
+    assert metrics["book_deep_convnet_first_misclassified"] == expected

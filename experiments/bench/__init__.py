@@ -11,6 +11,8 @@ Workloads (float32, data in `workloads.WORKLOADS`; `--quick` shrinks them to a s
 - w4: 1024 XOR networks (w1 each) in one call (`fit_ensemble`; the plain loop is `jax.vmap`ped);
   numpy trains 4 of them one after another and its time is extrapolated linearly.
 - w5: the book's SimpleConvNet, one epoch: jaxnet's im2col layers vs lax.conv + jax.grad vs the book's numpy.
+- w6: the book's DeepConvNet (chapter 8), one epoch, the same three contenders (the lax.conv one with
+  fit's batches and dropout masks; `deep_cnn.py`), with the compiled memory of one training step.
 - cold: `import jaxnet` against `import jax, optax`, and W1's first call (trace + compile + run) of
   `fit` against the plain loop's, in fresh interpreters without the compilation cache.
 - devices: W4 sharded over 4 devices against 1, and W3 (its first batch size) with
@@ -41,10 +43,10 @@ import jax
 from experiments._common import _jsonable, parser, write_metrics
 from experiments.bench import devices, probes, report
 from experiments.bench.harness import SETTLE_S
-from experiments.bench.workloads import QUICK, WORKLOADS, available, run_w5, run_workload
+from experiments.bench.workloads import QUICK, WORKLOADS, available, run_w5, run_w6, run_workload
 
-NAMES = ("w1", "w2", "w3", "w4", "w5", "cold", "devices", "cache")
-DEFAULT = "w1,w2,w3,w4,w5,cold,devices"
+NAMES = ("w1", "w2", "w3", "w4", "w5", "cold", "devices", "cache", "w6")
+DEFAULT = "w1,w2,w3,w4,w5,w6,cold,devices"
 QUICK_DEFAULT = "w1,w3,w4,w5,devices"  # the smoke run of tests/test_bench.py (w2 is w1's code; cold is slow)
 
 
@@ -113,8 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
         elif name == "devices":
             results[name] = devices.run_devices(sizes["w4"], sizes["w3"], k, rounds, args.quick)
             report.print_workload(results[name])
-        elif name == "w5":
-            results[name] = run_w5(sizes[name], rounds, settle=settle)
+        elif name in ("w5", "w6"):
+            results[name] = (run_w5 if name == "w5" else run_w6)(sizes[name], rounds, settle=settle)
             report.print_workload(results[name])
         elif not available(sizes[name]):
             print(f"  skipped: no {sizes[name].model!r} model yet (experiments/bench/workloads.py MODELS)")

@@ -66,6 +66,9 @@ WORKLOADS = {
     # The book's SimpleConvNet: its contenders come from experiments/cnn_w5.py (run_w5 below).
     "w5": Workload("w5", "SimpleConvNet on MNIST-shaped images, one epoch of shuffled minibatch Adam", "cnn", (),
                    "relu", "identity", "mnist_images", 10_000, "softmax_cross_entropy", 1e-3, batch_sizes=(100,)),
+    # The book's DeepConvNet: its contenders come from experiments/bench/deep_cnn.py (run_w6 below).
+    "w6": Workload("w6", "DeepConvNet on MNIST-shaped images, one epoch of shuffled minibatch Adam", "deep_cnn", (),
+                   "relu", "identity", "mnist_images", 10_000, "softmax_cross_entropy", 1e-3, batch_sizes=(100,)),
 }
 QUICK = {  # the `--quick` smoke sizes
     "w1": WORKLOADS["w1"]._replace(epochs=50),
@@ -73,6 +76,7 @@ QUICK = {  # the `--quick` smoke sizes
     "w3": WORKLOADS["w3"]._replace(n=2_000),
     "w4": WORKLOADS["w4"]._replace(epochs=50, networks=16, numpy_networks=1),
     "w5": WORKLOADS["w5"]._replace(n=200),
+    "w6": WORKLOADS["w6"]._replace(n=200),
 }
 
 # Ratios reported for each batch size (suffix): label -> (numerator contender, denominator contender).
@@ -194,8 +198,9 @@ DATASETS = {
 
 
 def available(w: Workload) -> bool:
-    """Whether the workload's model and data exist here (W5's come from experiments/cnn_w5.py)."""
-    return w.name == "w5" or (w.model in MODELS and w.dataset in DATASETS)
+    """Whether the workload's model and data exist here (W5's come from experiments/cnn_w5.py, W6's from
+    experiments/bench/deep_cnn.py)."""
+    return w.name in ("w5", "w6") or (w.model in MODELS and w.dataset in DATASETS)
 
 
 # ------------------------------------------------------------------------------------ the plain loop
@@ -432,6 +437,25 @@ def run_w5(w: Workload, rounds: int, *, settle: float = SETTLE_S) -> dict:
         times, losses, threads = race(contenders, rounds, settle)
         memory_by_step = cnn_w5.w5_step_memory(batch)
     return {"title": f"W5 {w.title} (n={w.n}, batch {batch})", "workload": w._asdict(),
+            "times_s": {name: stats(t) for name, t in times.items()}, "final_loss": losses, "threads": threads,
+            "ratios": ratios(times, W5_PAIRS), "memory": {"step": memory_by_step}}
+
+
+def run_w6(w: Workload, rounds: int, *, settle: float = SETTLE_S) -> dict:
+    """W6: one epoch of the book's DeepConvNet at batch 100 for jaxnet's im2col layers (hand backward, in
+    `fit`), the same network with `lax.conv` and `jax.grad` (the same batches and dropout masks), and the
+    book's numpy layers; plus the compiled memory of one training step of the two JAX contenders."""
+    from experiments.bench import deep_cnn
+    from experiments.cnn_w5 import mnist_shaped
+
+    batch = w.batch_sizes[0]
+    runs = deep_cnn.w6_contenders(*mnist_shaped(w.n), batch_size=batch)
+    contenders = [Contender("backprop", runs["jaxnet im2col"]), Contender("lax.conv", runs["lax.conv + jax.grad"]),
+                  Contender("numpy", runs["numpy (book)"], threads=blas_threads)]
+    with jax.numpy_dtype_promotion("standard"):  # optax.adam's int32 count, as in run_w5
+        times, losses, threads = race(contenders, rounds, settle)
+        memory_by_step = deep_cnn.w6_step_memory(batch)
+    return {"title": f"W6 {w.title} (n={w.n}, batch {batch})", "workload": w._asdict(),
             "times_s": {name: stats(t) for name, t in times.items()}, "final_loss": losses, "threads": threads,
             "ratios": ratios(times, W5_PAIRS), "memory": {"step": memory_by_step}}
 

@@ -78,13 +78,13 @@ print("output by hand == net.forward:", bool(jnp.allclose(by_hand, a2)), "== net
 #
 # MSE is the mean over the batch and the output units; binary cross-entropy likewise, with
 # predictions clipped to the float type's machine epsilon. Each loss has its gradient with respect to
-# the prediction beside it (`mse_grad`, ...), which `jax.grad` confirms.
+# the prediction beside it (`mse_derivative`, ...), which `jax.grad` confirms.
 
 # %%
 print("MSE of the untrained network:", float(losses.mse(a2, y)))
 print("binary cross-entropy:        ", float(losses.binary_crossentropy(a2, y)))
 for name in ["mse", "binary_crossentropy"]:
-    hand = getattr(losses, f"{name}_grad")(a2, y)
+    hand = getattr(losses, f"{name}_derivative")(a2, y)
     auto = jax.grad(lambda p: getattr(losses, name)(p, y))(a2)
     print(f"{name}: largest |hand gradient - jax.grad| = {float(jnp.max(jnp.abs(hand - auto))):.1e}")
 
@@ -96,7 +96,7 @@ for name in ["mse", "binary_crossentropy"]:
 # `(delta W^T) * f'(z_prev)`. Written out for the 2-4-1 network:
 
 # %%
-delta2 = losses.mse_grad(a2, y) * act.sigmoid_derivative(z2)  # dL/dz2, (4, 1)
+delta2 = losses.mse_derivative(a2, y) * act.sigmoid_derivative(z2)  # dL/dz2, (4, 1)
 dW2, db2 = a1.T @ delta2, delta2.sum(axis=0)
 delta1 = (delta2 @ W2.T) * act.sigmoid_derivative(z1)  # dL/dz1, (4, 4)
 dW1, db1 = x.T @ delta1, delta1.sum(axis=0)

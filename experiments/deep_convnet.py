@@ -200,7 +200,8 @@ def curves_figure(runs: dict, target: float, title: str, path: Path):
     for label, run in runs.items():
         epochs = np.arange(1, len(run["history"]["loss"]) + 1)
         line, = ax_loss.plot(epochs, run["history"]["loss"], label=f"{label}: training")
-        ax_loss.plot(epochs, run["history"]["val_loss"], linestyle="--", color=line.get_color(), label=f"{label}: held out")
+        ax_loss.plot(epochs, run["history"]["val_loss"], linestyle="--", color=line.get_color(),
+                     label=f"{label}: held out")
         ax_acc.plot(epochs, run["history"]["val_accuracy"], color=line.get_color(), label=label)
     ax_loss.set_yscale("log")
     ax_loss.set_xlabel("epoch")
@@ -308,8 +309,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name, stats in by_setting.items():
         met = "met" if stats["mean"] >= target else "NOT met" + (" (a --quick run is too short)" if args.quick else "")
         print(f"deep_convnet ({source}, {args.dropout} dropout, {name}): held-out accuracy {stats['mean']:.4f} +- "
-              f"{stats['std']:.4f} (seeds {seeds}: {', '.join(f'{a:.4f}' for a in stats['accuracies'])}) after {epochs} "
-              f"epochs; target >= {target}: {met}")
+              f"{stats['std']:.4f} (seeds {seeds}: {', '.join(f'{a:.4f}' for a in stats['accuracies'])}) after "
+              f"{epochs} epochs; target >= {target}: {met}")
     for label, r in runs.items():
         if r["diverged_epoch"] >= 0:
             print(f"warning: deep_convnet ({label}) diverged in epoch {r['diverged_epoch'] + 1} of {epochs}: training "

@@ -117,7 +117,6 @@ def test_every_experiment_of_the_main_job_runs_quick(name, tmp_path):
                 round(run["final_test_accuracy"] * metrics["n_test"]), abs=1e-3)
             assert len(run["train_loss"]) == metrics["epochs"]
             assert run["test_accuracy"][-1] == run["final_test_accuracy"]
-            assert len(run["train_loss"]) == metrics["epochs"] and run["test_accuracy"][-1] == run["final_test_accuracy"]
     elif name == "deep_convnet":  # one augmented run; its accuracy is its misclassified count's
         (label, run), = metrics["runs"].items()
         assert run["augmented"] and metrics["n_test"] == 500 and metrics["epochs"] == 1

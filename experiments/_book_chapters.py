@@ -78,9 +78,9 @@ def half_precision_rows(Row, directory: Path, x: np.ndarray, y: np.ndarray) -> l
                     "keeps float64 arrays, and its im2col builds float64 columns: this is the computation it runs, so "
                     "every prediction must agree with the book's printout"))
     for dtype, why in (("float16", "float16 storage and arithmetic (XLA may accumulate sums in float32): logits lose "
-                        "about 3 decimal digits, enough to flip an image whose two best classes are within 1e-3, of "
-                        "which there are a handful in 10,000; the book's claim 'no loss of accuracy' is held to 10 images "
-                        "(0.001)"),
+                        "about 3 decimal digits, enough to flip an image whose two best classes are within 1e-3, "
+                        "of which there are a handful in 10,000; the book's claim 'no loss of accuracy' is held to "
+                        "10 images (0.001)"),
                        ("bfloat16", "not in the book (bfloat16 keeps float32's range with 8 bits of mantissa): held to "
                         "the same 0.001 as float16 to show whether the claim carries over")):
         misses, text = value(predictions("deep_convnet", directory, x, dtype))
@@ -107,10 +107,10 @@ def gradient_descent_rows(Row) -> list:
             if lr == 10.0:
                 rows.append(Row("4", "gradient_method.py, lr 10: the book's numerical gradient diverges differently",
                                 f"[{expected[0]:.8e}, {expected[1]:.8e}]", text, "- (not comparable)", None,
-                                "jaxnet's exact gradient gives x_k = (-19)^k x_0, about 1e128 after 100 steps; the book's "
-                                "central difference (h = 1e-4) of x^2 at |x| ~ 1e13 subtracts two numbers near 1e26 whose "
-                                "float64 spacing (~2e10) exceeds their true difference 4 x h ~ 4e9, so its 'gradient' "
-                                "is rounding noise and its trajectory stalls near 1e13"))
+                                "jaxnet's exact gradient gives x_k = (-19)^k x_0, about 1e128 after 100 steps; the "
+                                "book's central difference (h = 1e-4) of x^2 at |x| ~ 1e13 subtracts two numbers near "
+                                "1e26 whose float64 spacing (~2e10) exceeds their true difference 4 x h ~ 4e9, so its "
+                                "'gradient' is rounding noise and its trajectory stalls near 1e13"))
                 continue
             ok = bool(np.allclose(got, expected, rtol=1e-7, atol=0))
             rows.append(Row("4", f"gradient_method.py: 100 SGD steps on x0^2 + x1^2 from (-3, 4), lr {lr:g}",
@@ -244,7 +244,8 @@ def chapter6_metrics(seeds: list[int], runs: Path, out: Path, mnist_folder: Path
                 found[name].append(_loads(usable[0]))
                 where[name].append(str(usable[0]))
             elif not quick:
-                found[name].append(_run(name, seed, ["--data-dir", str(mnist_folder), *extra], out / name / f"seed{seed}"))
+                found[name].append(_run(name, seed, ["--data-dir", str(mnist_folder), *extra],
+                                        out / name / f"seed{seed}"))
                 where[name].append(f"trained: {out / name / f'seed{seed}'}")
     return found, where
 
@@ -262,7 +263,8 @@ def _in_band(book: float, values, margin: float) -> bool:
     return bool(min(values) - margin <= book <= max(values) + margin)
 
 
-def chapter6_rows(Row, seeds: list[int], runs: Path, out: Path, mnist_folder: Path, *, quick: bool) -> tuple[list, dict]:
+def chapter6_rows(Row, seeds: list[int], runs: Path, out: Path, mnist_folder: Path, *,
+                  quick: bool) -> tuple[list, dict]:
     found, where = chapter6_metrics(seeds, runs, out, mnist_folder, quick=quick)
     rows = []
     for name in CHAPTER6:
@@ -275,7 +277,8 @@ def chapter6_rows(Row, seeds: list[int], runs: Path, out: Path, mnist_folder: Pa
     # drawn 32 times (from the book's 60,000 about 4 times), so the later losses are not the book's
     # quantity; their band is shown, without a verdict, until the training files are there.
     full = source == "train+t10k"
-    for name, book_key, labels in (("weight_init", "weight_init_compare.py (figure 6-15)", ("std=0.01", "Xavier", "He")),
+    for name, book_key, labels in (("weight_init", "weight_init_compare.py (figure 6-15)",
+                                    ("std=0.01", "Xavier", "He")),
                                    ("optimizers_mnist", "optimizer_compare_mnist.py (figure 6-9)",
                                     ("SGD", "Momentum", "AdaGrad", "Adam"))):
         for label in labels if found[name] else ():
@@ -293,12 +296,13 @@ def chapter6_rows(Row, seeds: list[int], runs: Path, out: Path, mnist_folder: Pa
                             "AdaGrad < Adam < Momentum < SGD", f"the same in {sum(same)} of {len(same)} seeds"
                             + ("" if full else f" ({ranking}); needs the 60,000 training images"),
                             "every seed", all(same) if full else None,
-                            "jaxnet ranks by the mean of the last 100 iterations, a steadier measure than the book's one "
-                            "batch; the order is the book's conclusion"))
+                            "jaxnet ranks by the mean of the last 100 iterations, a steadier measure than the book's "
+                            "one batch; the order is the book's conclusion"))
     if found["batchnorm"]:
         values = [m["plain_below_0.2"] for m in found["batchnorm"]]
-        rows.append(Row("6", f"batch_norm_test.py (figure 6-19): weight scales of 16 where training without BatchNorm "
-                        f"stays at chance{data_note}", "13", _band(values, "{:d}"), "band +- 1", _in_band(13, values, 1),
+        rows.append(Row("6", f"batch_norm_test.py (figure 6-19): weight scales of 16 where training without "
+                        f"BatchNorm stays at chance{data_note}", "13", _band(values, "{:d}"), "band +- 1",
+                        _in_band(13, values, 1),
                         "the 16 scales are a logarithmic grid (each 1.85 x the next); where training stops working "
                         "depends on the draw, so one grid step either way is the resolution of this count"))
     if found["overfitting"]:

@@ -116,20 +116,22 @@ def main(argv: list[str] | None = None) -> dict:
             p.error(f"--data-dir: {err}")
         mnist_folder, t10k = None, None
         notes.append(f"No MNIST files ({err}): the rows that need the t10k images were not run.")
-    have_train = mnist_folder is not None and data.load_mnist(mnist_folder, t10k_split=(8000, 2000)).source == "train+t10k"
+    have_train = (mnist_folder is not None
+                  and data.load_mnist(mnist_folder, t10k_split=(8000, 2000)).source == "train+t10k")
     directory = weights_dir(args) if t10k is not None else None
 
     if t10k is not None and directory is not None:
         n = QUICK_IMAGES if args.quick else t10k[0].shape[0]
         rows += chapters.weight_file_rows(Row, directory, t10k[0][:n], t10k[1][:n], quick=args.quick)
         if args.quick:
-            rows.append(Row("8", "half_float_network.py: DeepConvNet in float16 and bfloat16", "0.9935 (65), as float64",
-                            "not run (--quick)", "-", None))
+            rows.append(Row("8", "half_float_network.py: DeepConvNet in float16 and bfloat16",
+                            "0.9935 (65), as float64", "not run (--quick)", "-", None))
         else:
             rows += chapters.half_precision_rows(Row, directory, t10k[0], t10k[1])
         grid = deep.book_weights_grid(directory, t10k[0][:n], t10k[1][:n], out)
         extra["book_deep_convnet_first_misclassified"] = grid["first_misclassified"]
-        notes.append(f"![the first 20 t10k digits the book's DeepConvNet misclassifies]({Path(grid['figure']).name})\n\n"
+        notes.append(f"![the first 20 t10k digits the book's DeepConvNet misclassifies]"
+                     f"({Path(grid['figure']).name})\n\n"
                      f"The book's misclassified_mnist.py prints them as {{view: (label, inference)}}: "
                      + ", ".join(f"{i + 1}: ({t}, {y})" for i, (_, t, y) in enumerate(grid["first_misclassified"]))
                      + f" (t10k indices {[i for i, _, _ in grid['first_misclassified']]}).")

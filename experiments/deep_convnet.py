@@ -7,7 +7,7 @@ softmax cross-entropy; Adam at learning rate 1e-3 on minibatches of 100 reshuffl
 (default: the book's network exactly, its non-inverted Dropout 0.5 after the hidden layer *and on
 the logits*, which holds the training loss near 1; see `jaxnet.deep_convnet`), 'inverted' (inverted
 dropout after the hidden layer only; a training loss that falls with the test loss) or 'none'.
-After 4 epochs on the t10k split (seed 0) both dropouts reach about 0.97 (book 0.970, inverted 0.967).
+After 4 epochs on the t10k split (seed 0) both dropouts reach about 0.97 (book 0.971, inverted 0.972).
 
 Data augmentation (`--augment`, the book's 8.1.2): a `jaxnet.augment.RandomAffine` layer in front
 of the network turns every training image by up to 10 degrees, scales it by up to 10% and shifts it
@@ -26,7 +26,13 @@ first 20 misclassified held-out digits of the first run as the book's misclassif
 them (true -> predicted), the same for the book authors' own trained DeepConvNet on all 10,000 t10k
 images when their weights are found (`--weights-dir`, default the `dlfs-weights` folder beside the
 MNIST folder or in `$JAXNET_DATA_DIR`), and, with augmentation, examples of augmented digits.
-A progress bar counts epochs. Evaluation runs in chunks of 250 images with one compiled function.
+Each run is one `jaxnet.fit` call: the held-out loss and accuracy are computed inside it after every
+epoch (250 images at a time: `eval_batch_size`), its progress bar is fit's (`progress=`, labelled
+with the run), and a diverged run stops where `fit` reports it (`history["diverged_epoch"]`).
+`--early-stopping PATIENCE` stops a run after PATIENCE epochs without a lower held-out loss and keeps
+its best epoch's params (metrics.json: `best_epoch`, `stopped_epoch`, 0-based as in fit's history).
+The predictions behind the accuracy and the figures come from one evaluation-mode pass over the
+held-out images after training (250 images per call of one compiled function).
 """
 
 from __future__ import annotations
@@ -38,12 +44,12 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from experiments import _classification as cls
 from experiments import cnn
 from experiments._common import parser, write_metrics
 from jaxnet import augment, data, deep_convnet, fit, load_book_weights, losses, optim, plot, serial
+from jaxnet.train import EarlyStopping
 
 BATCH_SIZE, LEARNING_RATE = 100, 1e-3
 EPOCHS = {"t10k": 20, "full": 20, "quick": 1}  # 20: the book's train_deepnet.py
@@ -85,35 +91,30 @@ def evaluator(net):
     return evaluate
 
 
-def train(net, x_train, y_train, x_test, y_test, *, seed: int, epochs: int, bar=None) -> dict:
-    """One run: `epochs` epochs of Adam (one `fit` call per epoch, compiled once), evaluated on the
-    held-out images after each. Returns params, the per-epoch history, predictions and seconds."""
-    # TODO(issue 18): once `fit` takes progress=, evaluation every k epochs and early stopping, train
-    # each run in one `fit` call with them instead of one call per epoch.
-    init_key, shuffle_key = jax.random.split(jax.random.key(seed))
+def train(net, x_train, y_train, x_test, y_test, *, seed: int, epochs: int, patience: int | None = None,
+          label: str | None = None) -> dict:
+    """One run: `epochs` epochs of Adam in one `fit` call, evaluated on the held-out images (EVAL_CHUNK
+    at a time) after every epoch; with `patience`, early stopping on the held-out loss, which returns
+    the best epoch's params. Returns the params, the per-epoch history of the epochs run, the
+    predictions of the returned params (`evaluator`, after training), the epochs of divergence, best
+    held-out loss and early stop (-1: none) and the seconds."""
+    init_key, fit_key = jax.random.split(jax.random.key(seed))
     params = jax.jit(lambda k: net.init(k)[1])(init_key)
-    optimizer = optim.optimizer("adam", LEARNING_RATE)
-    opt_state, evaluate = optimizer.init(params), evaluator(net)
-    history = {"loss": [], "val_loss": [], "val_accuracy": []}
-    diverged, start, predicted = -1, time.perf_counter(), None
-    for epoch in range(epochs):
-        result = fit(net, params, x_train, y_train, loss=LOSS, optimizer=optimizer, epochs=1, batch_size=BATCH_SIZE,
-                     key=jax.random.fold_in(shuffle_key, epoch), opt_state=opt_state)
-        if int(result.history["diverged_epoch"]) >= 0:  # fit kept the params from before this epoch
-            diverged = epoch
-            break
-        params, opt_state = result.params, result.opt_state
-        val_loss, predicted = evaluate(params, x_test, y_test)
-        history["loss"].append(float(result.history["loss"][0]))
-        history["val_loss"].append(val_loss)
-        history["val_accuracy"].append(float(np.mean(predicted == y_test)))
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(seed=seed, acc=f"{history['val_accuracy'][-1]:.4f}")
-    if predicted is None:  # diverged in the first epoch: the initial params
-        _, predicted = evaluate(params, x_test, y_test)
-    return {"params": params, "history": history, "predicted": predicted, "diverged_epoch": diverged,
-            "accuracy": float(np.mean(predicted == y_test)), "seconds": time.perf_counter() - start}
+    stopping = None if patience is None else EarlyStopping("val_loss", patience)
+    start = time.perf_counter()
+    result = fit(net, params, x_train, y_train, loss=LOSS, optimizer=optim.optimizer("adam", LEARNING_RATE),
+                 epochs=epochs, batch_size=BATCH_SIZE, key=fit_key, validation_data=(x_test, y_test),
+                 eval_batch_size=EVAL_CHUNK, early_stopping=stopping, progress=label or True)
+    h = result.history
+    diverged = int(h["diverged_epoch"])
+    best, stopped = (int(h["best_epoch"]), int(h["stopped_epoch"])) if stopping is not None else (-1, -1)
+    # the epochs that ran: up to the one that diverged (not applied) or the one that stopped the run
+    ran = diverged if diverged >= 0 else stopped + 1 if stopped >= 0 else epochs
+    history = {name: [float(v) for v in np.asarray(h[name][:ran])] for name in ("loss", "val_loss", "val_accuracy")}
+    _, predicted = evaluator(net)(result.params, x_test, y_test)  # the returned params, in evaluation mode
+    return {"params": result.params, "history": history, "predicted": predicted, "diverged_epoch": diverged,
+            "best_epoch": best, "stopped_epoch": stopped, "accuracy": float(np.mean(predicted == y_test)),
+            "seconds": time.perf_counter() - start}
 
 
 def misclassified_grid(images, y_true, y_pred, title: str, path: Path):
@@ -173,9 +174,10 @@ def book_weights_grid(directory: Path, t10k_x: np.ndarray, t10k_y: np.ndarray, o
             "first_misclassified": first_misclassified(t10k_y, predicted), "figure": str(path)}
 
 
-def augmentation_figure(x, y, path: Path, key=jax.random.key(0)):
+def augmentation_figure(x, y, path: Path, key=None):
     """Digits 0-7 (the first of each) and four random augmentations of each (the transforms `--augment`
-    trains with)."""
+    trains with), drawn from `key` (default `jax.random.key(0)`)."""
+    key = jax.random.key(0) if key is None else key
     y = np.asarray(y)
     digits = x[np.asarray([np.flatnonzero(y == d)[0] for d in range(8) if np.any(y == d)])]
     rows = [np.asarray(digits[:, 0])] + [np.asarray(augment.random_affine(k, digits, **AUGMENTATION)[:, 0])
@@ -198,7 +200,8 @@ def curves_figure(runs: dict, target: float, title: str, path: Path):
     for label, run in runs.items():
         epochs = np.arange(1, len(run["history"]["loss"]) + 1)
         line, = ax_loss.plot(epochs, run["history"]["loss"], label=f"{label}: training")
-        ax_loss.plot(epochs, run["history"]["val_loss"], linestyle="--", color=line.get_color(), label=f"{label}: held out")
+        ax_loss.plot(epochs, run["history"]["val_loss"], linestyle="--", color=line.get_color(),
+                     label=f"{label}: held out")
         ax_acc.plot(epochs, run["history"]["val_accuracy"], color=line.get_color(), label=label)
     ax_loss.set_yscale("log")
     ax_loss.set_xlabel("epoch")
@@ -230,6 +233,9 @@ def main(argv: list[str] | None = None) -> dict:
     group.add_argument("--augment", action="store_true", help="train with random rotations, scalings and shifts")
     group.add_argument("--compare-augmentation", action="store_true",
                        help="train --seeds runs without and --seeds runs with augmentation and compare them")
+    p.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
+                   help="stop a run after PATIENCE epochs without a lower held-out loss and keep its best epoch's "
+                        "params (default: train every epoch)")
     p.add_argument("--weights-dir", type=Path, default=None,
                    help="folder with the book's deep_convnet_2016.npz (default: dlfs-weights beside the MNIST folder)")
     args = p.parse_args(argv)
@@ -237,6 +243,8 @@ def main(argv: list[str] | None = None) -> dict:
         p.error(f"--epochs: expected a positive int, got {args.epochs}")
     if args.seeds < 1:
         p.error(f"--seeds: expected a positive int, got {args.seeds}")
+    if args.early_stopping is not None and args.early_stopping < 1:
+        p.error(f"--early-stopping: expected a positive int (epochs of patience), got {args.early_stopping}")
     start = time.perf_counter()
     try:
         mnist = data.load_mnist(args.data_dir, t10k_split=cnn.T10K_SPLIT, download=args.download)
@@ -258,13 +266,13 @@ def main(argv: list[str] | None = None) -> dict:
     out = args.out
 
     runs = {}
-    with tqdm(total=len(settings) * len(seeds) * epochs, desc="deep_convnet epochs", unit="epoch") as bar:
-        for augmented in settings:
-            net = network(args.dropout, augmented)
-            for seed in seeds:
-                label = f"{'augmented' if augmented else 'plain'}, seed {seed}"
-                runs[label] = train(net, x_train, y_train, x_test, y_test, seed=seed, epochs=epochs, bar=bar)
-                runs[label].update(augmented=augmented, seed=seed)
+    for augmented in settings:
+        net = network(args.dropout, augmented)
+        for seed in seeds:
+            label = f"{'augmented' if augmented else 'plain'}, seed {seed}"
+            runs[label] = train(net, x_train, y_train, x_test, y_test, seed=seed, epochs=epochs,
+                                patience=args.early_stopping, label=f"deep_convnet ({label})")
+            runs[label].update(augmented=augmented, seed=seed)
 
     first_label, first = next(iter(runs.items()))
     figures = [curves_figure(runs, target, f"DeepConvNet ({args.dropout} dropout) on MNIST ({source}), Adam 1e-3, "
@@ -286,9 +294,11 @@ def main(argv: list[str] | None = None) -> dict:
         "seed": args.seed, "seeds": seeds, "source": source, "n_train": int(x_train.shape[0]),
         "n_test": int(x_test.shape[0]), "epochs": epochs, "batch_size": BATCH_SIZE, "optimizer": "adam",
         "learning_rate": LEARNING_RATE, "dropout": args.dropout, "augmentation": AUGMENTATION, "target": target,
+        "early_stopping_patience": args.early_stopping,
         "network": network(args.dropout).name,
         "runs": {label: {"seed": r["seed"], "augmented": r["augmented"], "test_accuracy": r["accuracy"],
                          "misclassified": int(np.sum(r["predicted"] != y_test)), "diverged_epoch": r["diverged_epoch"],
+                         "best_epoch": r["best_epoch"], "stopped_epoch": r["stopped_epoch"],
                          "train_loss_per_epoch": r["history"]["loss"], "val_loss_per_epoch": r["history"]["val_loss"],
                          "val_accuracy_per_epoch": r["history"]["val_accuracy"], "train_seconds": r["seconds"]}
                  for label, r in runs.items()},
@@ -299,11 +309,15 @@ def main(argv: list[str] | None = None) -> dict:
     for name, stats in by_setting.items():
         met = "met" if stats["mean"] >= target else "NOT met" + (" (a --quick run is too short)" if args.quick else "")
         print(f"deep_convnet ({source}, {args.dropout} dropout, {name}): held-out accuracy {stats['mean']:.4f} +- "
-              f"{stats['std']:.4f} (seeds {seeds}: {', '.join(f'{a:.4f}' for a in stats['accuracies'])}) after {epochs} "
-              f"epochs; target >= {target}: {met}")
+              f"{stats['std']:.4f} (seeds {seeds}: {', '.join(f'{a:.4f}' for a in stats['accuracies'])}) after "
+              f"{epochs} epochs; target >= {target}: {met}")
     for label, r in runs.items():
         if r["diverged_epoch"] >= 0:
-            print(f"warning: deep_convnet ({label}) diverged in epoch {r['diverged_epoch']}: training stopped there")
+            print(f"warning: deep_convnet ({label}) diverged in epoch {r['diverged_epoch'] + 1} of {epochs}: training "
+                  f"stopped there, with the params from before that epoch")
+        if r["stopped_epoch"] >= 0:
+            print(f"  deep_convnet ({label}): stopped early after epoch {r['stopped_epoch'] + 1} of {epochs}; its "
+                  f"params and accuracy are those of epoch {r['best_epoch'] + 1}, the lowest held-out loss")
     if book is not None:
         print(f"  the book's trained DeepConvNet: t10k accuracy {book['accuracy']:.4f} ({book['misclassified']} "
               f"misclassified); first misclassified (index, true, predicted): {book['first_misclassified'][:5]} ...")

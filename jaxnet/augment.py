@@ -51,15 +51,18 @@ def _images(name: str, x) -> None:
         raise ValueError(f"{name}: expected a batch of channels-first images (N, C, H, W), got shape "
                          f"{tuple(getattr(x, 'shape', ()))}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"{name}: expected floating-point images, got dtype {x.dtype}; e.g. x.astype(jnp.float32) / 255")
+        raise TypeError(f"{name}: expected floating-point images, got dtype {x.dtype}; "
+                        f"e.g. x.astype(jnp.float32) / 255")
 
 
 def _check_maps(x, matrix, offset) -> None:
     n = x.shape[0]
     if tuple(jnp.shape(matrix)) != (n, 2, 2):
-        raise ValueError(f"matrix: expected one 2 x 2 matrix per image, shape ({n}, 2, 2), got {tuple(jnp.shape(matrix))}")
+        raise ValueError(f"matrix: expected one 2 x 2 matrix per image, shape ({n}, 2, 2), "
+                         f"got {tuple(jnp.shape(matrix))}")
     if tuple(jnp.shape(offset)) != (n, 2):
-        raise ValueError(f"offset: expected one (row, col) offset per image, shape ({n}, 2), got {tuple(jnp.shape(offset))}")
+        raise ValueError(f"offset: expected one (row, col) offset per image, shape ({n}, 2), "
+                         f"got {tuple(jnp.shape(offset))}")
 
 
 def _coordinate_dtype(dtype):
@@ -243,7 +246,8 @@ class RandomAffine(Layer):
 
     @property
     def name(self) -> str:
-        return f"RandomAffine(rotation {self.max_rotation:g} deg, shift {self.max_shift:g} px, scale {self.max_scale:g})"
+        return (f"RandomAffine(rotation {self.max_rotation:g} deg, shift {self.max_shift:g} px, "
+                f"scale {self.max_scale:g})")
 
     def init(self, key, input_shape):
         del key

@@ -3,11 +3,12 @@
 A transcription of Deep Learning from Scratch, chapters 7 and 8 (common/util.py im2col and col2im,
 common/layers.py Convolution, Pooling, Relu, Affine, Dropout, SoftmaxWithLoss, common/optimizer.py
 Adam, ch07/simple_convnet.py SimpleConvNet, ch08/deep_convnet.py DeepConvNet), and the forward pass
-of chapter 3's MNIST network (ch03/neuralnet_mnist.py `predict`): stateful layer objects with `forward` and `backward` that keep
-what the backward pass needs, channels-first images (N, C, H, W), filters (FN, C, FH, FW). jaxnet's
-convolution layers are tested against jax, and this module is what the CNN benchmark races them
-against (and a test checks that its gradients are jaxnet's). With the book authors' trained weights
-(`load_params`), the tests check that jaxnet's forward passes give the same outputs.
+of chapter 3's MNIST network (ch03/neuralnet_mnist.py `predict`): stateful layer objects with
+`forward` and `backward` that keep what the backward pass needs, channels-first images (N, C, H, W),
+filters (FN, C, FH, FW). jaxnet's convolution layers are tested against jax, and this module is what
+the CNN benchmark races them against (and a test checks that its gradients are jaxnet's). With the
+book authors' trained weights (`load_params`), the tests check that jaxnet's forward passes give the
+same outputs.
 
 What the book divides by: only SoftmaxWithLoss divides, once, by the batch size (its loss is the
 mean cross-entropy over the batch and its backward is (softmax(x) - t) / batch); the Affine and

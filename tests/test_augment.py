@@ -42,8 +42,8 @@ def test_quarter_turns_are_np_rot90_and_half_pixels_average():
         m, _ = augment.random_affine_params(jax.random.key(0), 1, max_rotation=0.0, max_shift=0.0)
         theta = quarter * math.pi / 2  # the inverse of a counter-clockwise turn by theta, as displayed
         m = jnp.array([[[math.cos(theta), math.sin(theta)], [-math.sin(theta), math.cos(theta)]]], jnp.float32)
-        np.testing.assert_allclose(augment.affine(x, m, jnp.zeros((1, 2)))[0, 0], np.rot90(np.asarray(x)[0, 0], quarter),
-                                   atol=1e-6)
+        np.testing.assert_allclose(augment.affine(x, m, jnp.zeros((1, 2)))[0, 0],
+                                   np.rot90(np.asarray(x)[0, 0], quarter), atol=1e-6)
     # half a pixel to the left: each output is the mean of two neighbours, the last column half of one
     y = np.asarray(augment.affine(x, _eye(1), jnp.array([[0.0, 0.5]])))[0, 0]
     xn = np.asarray(x)[0, 0]

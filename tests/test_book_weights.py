@@ -160,7 +160,8 @@ def _simple():
 
 def test_bad_files_name_the_key_and_both_shapes(tmp_path):
     good = _simple()
-    assert jaxnet.load_book_weights("simple_convnet", _save(tmp_path / "ok.npz", good))[1][0]["W"].shape == (30, 1, 5, 5)
+    _, params = jaxnet.load_book_weights("simple_convnet", _save(tmp_path / "ok.npz", good))
+    assert params[0]["W"].shape == (30, 1, 5, 5)
     missing = {k: v for k, v in good.items() if k != "b2"}
     with pytest.raises(ValueError, match=r"^b2: missing from .*expects b2 of shape \(100,\)"):
         jaxnet.load_book_weights("simple_convnet", _save(tmp_path / "m.npz", missing))
@@ -199,7 +200,8 @@ def test_wrong_model_dtype_and_names():
                        (jaxnet.mlp([784, 50, 100, 10], "sigmoid", "identity"), r"softmax, found identity")):
         with pytest.raises(ValueError, match=rf"^model: .*none of the book's networks.*{layer}"):
             jaxnet.load_book_weights(net, WEIGHTS_DIR)
-    with pytest.raises(ValueError, match=r"^model: expected one of 'neuralnet_mnist', 'simple_convnet', 'deep_convnet'"):
+    with pytest.raises(ValueError,
+                       match=r"^model: expected one of 'neuralnet_mnist', 'simple_convnet', 'deep_convnet'"):
         jaxnet.load_book_weights("lenet", WEIGHTS_DIR)
     with pytest.raises(TypeError, match=r"^model: expected a name"):
         jaxnet.load_book_weights(3, WEIGHTS_DIR)

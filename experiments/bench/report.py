@@ -49,8 +49,8 @@ def targets_for(batch_sizes: tuple[int, ...]) -> list[Target]:
                            ("w3", "memory", f"b{b}", "temp_over_dataset"), "<=", 0.5))
     rows += [Target("W5 jaxnet im2col speed-up over the book's numpy", ("w5", "ratios", "speedup_vs_numpy"), ">=", 5),
              Target("W5 jaxnet im2col / lax.conv + jax.grad", ("w5", "ratios", "backprop_over_lax_conv"), "<=", 1.5),
-             Target("W6 DeepConvNet: jaxnet im2col speed-up over the book's numpy", ("w6", "ratios", "speedup_vs_numpy"),
-                    ">=", 5),
+             Target("W6 DeepConvNet: jaxnet im2col speed-up over the book's numpy",
+                    ("w6", "ratios", "speedup_vs_numpy"), ">=", 5),
              Target("W6 DeepConvNet: jaxnet im2col / lax.conv + jax.grad", ("w6", "ratios", "backprop_over_lax_conv"),
                     "<=", 1.5)]
     rows += [Target("W1 first call: fit / plain JAX loop", ("cold", "w1_first_call_ratio"), "<=", 1.3),

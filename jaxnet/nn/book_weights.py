@@ -192,14 +192,15 @@ def _check_keys(arrays: dict, expected: dict, name: str, path: Path) -> None:
         if key not in arrays:
             raise ValueError(f"{key}: missing from {path}: the book's {name} expects {key} of shape {shape}{hint}")
         if shapes[key] != shape:
-            raise ValueError(f"{key}: expected shape {shape} for the book's {name}, found {shapes[key]} in {path}{hint}")
+            raise ValueError(f"{key}: expected shape {shape} for the book's {name}, found {shapes[key]} in "
+                             f"{path}{hint}")
     for key in arrays:
         if key not in expected:
             raise ValueError(f"{key}: unexpected key in {path}, of shape {shapes[key]}: the book's {name} has only "
                              f"{', '.join(expected)}{hint}")
     for key, a in arrays.items():
         if not np.issubdtype(a.dtype, np.floating):
-            raise ValueError(f"{key}: expected floating-point weights (the book's are float64, float32 for ch03), found "
-                             f"dtype {a.dtype} in {path}")
+            raise ValueError(f"{key}: expected floating-point weights (the book's are float64, float32 for ch03), "
+                             f"found dtype {a.dtype} in {path}")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{key}: holds NaN or infinity in {path} ({int(np.sum(~np.isfinite(a)))} entries)")

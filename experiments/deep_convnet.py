@@ -40,9 +40,9 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments import _classification as cls
-from experiments import cnn
-from experiments._common import parser, write_metrics
+from . import _classification as cls
+from . import cnn
+from ._common import parser, write_metrics
 from jaxnet import augment, data, deep_convnet, fit, load_book_weights, losses, optim, plot, serial
 
 BATCH_SIZE, LEARNING_RATE = 100, 1e-3

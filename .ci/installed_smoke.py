@@ -3,15 +3,18 @@
     python installed_smoke.py ROOT [--experiment OUT]
 
 Run it with the Python that has the install, from a directory outside the repository (so that the source
-tree is not on sys.path). It imports every module of the packages `jaxnet` and `experiments` and fails
+tree is not on sys.path). It imports every module of the packages `jaxnet` and `jaxnet_experiments` (the repository's
+experiments/ folder, installed under that name) and fails
 unless each one's file lies under ROOT (the virtual environment, or a `pip install --target` folder put on
-PYTHONPATH). With `--experiment OUT` it then runs `python -m experiments xor --quick --out OUT` and checks
-that the run wrote its metrics and a figure. `.ci/run` and `tests/test_packaging.py` use it.
+PYTHONPATH). With `--experiment OUT` it then runs `jaxnet-experiments xor --quick --out OUT` (the console
+script) and checks that the run wrote its metrics and a figure, and that no top-level `experiments`
+package was installed. `.ci/run` and `tests/test_packaging.py` use it.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import pkgutil
@@ -21,9 +24,9 @@ from pathlib import Path
 
 
 def import_everything(root: Path) -> list[str]:
-    """Import every module of jaxnet and experiments; return their names. Raises if one is not under root."""
+    """Import every module of jaxnet and jaxnet_experiments; return their names. Raises if one is not under root."""
     names = []
-    for top in ("jaxnet", "experiments"):
+    for top in ("jaxnet", "jaxnet_experiments"):
         package = importlib.import_module(top)
         modules = [top] + [info.name for info in pkgutil.walk_packages(package.__path__, f"{top}.")]
         for name in modules:
@@ -38,15 +41,18 @@ def import_everything(root: Path) -> list[str]:
 def main(argv: list[str]) -> int:
     root = Path(argv[0]).resolve()
     names = import_everything(root)
-    missing = {"jaxnet.nn", "experiments.bench"} - set(names)  # the two the first wheel left out
+    missing = {"jaxnet.nn", "jaxnet_experiments.bench"} - set(names)  # the two the first wheel left out
     if missing:
         raise SystemExit(f"not installed: {sorted(missing)}")
+    if importlib.util.find_spec("experiments") is not None:
+        raise SystemExit("a top-level `experiments` package is importable: it would clash with a learner's own")
     print(f"imported {len(names)} modules from {root}")
     if len(argv) > 2 and argv[1] == "--experiment":
         out = Path(argv[2])
         env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # headless: no display, no backend set
-        subprocess.run([sys.executable, "-m", "experiments", "xor", "--quick", "--out", str(out)], check=True,
-                       env=env)
+        script = Path(sys.executable).with_name("jaxnet-experiments")
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "jaxnet_experiments"]
+        subprocess.run([*command, "xor", "--quick", "--out", str(out)], check=True, env=env)
         metrics = json.loads((out / "metrics.json").read_text())
         figures = sorted(p.name for p in out.glob("*.png"))
         if "final_loss" not in metrics or not figures:

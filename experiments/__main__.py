@@ -1,7 +1,8 @@
 """`python -m experiments NAME [options]` runs one experiment; `python -m experiments all` runs the main job.
 
-Outputs go to `runs/NAME/` in the current directory unless `--out` says otherwise; the package is
-installed with jaxnet, so this runs from any directory.
+Outputs go to `runs/NAME/` in the current directory unless `--out` says otherwise. From the
+repository's root this folder is the package `experiments`; installed (pip), it is `jaxnet_experiments`
+with the command `jaxnet-experiments NAME`, which runs from any folder.
 
 The command line (never `import jaxnet`) turns on JAX's persistent compilation cache, so that a second
 run of an experiment loads its compiled programs from disk instead of compiling them again: in
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 from collections.abc import Mapping
 
-from experiments import ALL, ALL_OPTIONS, EXTRA
+from . import ALL, ALL_OPTIONS, EXTRA
 
 
 def _summary(name: str) -> str:
@@ -49,7 +50,8 @@ SINGLE_THREAD_XLA_FLAG = "--xla_cpu_multi_thread_eigen=false"
 
 
 def _usage() -> str:
-    lines = ["usage: python -m experiments NAME [options] | all [--quick] [--data-dir DIR] [--no-compile-cache] "
+    command = "python -m experiments" if __package__ == "experiments" else "jaxnet-experiments"
+    lines = [f"usage: {command} NAME [options] | all [--quick] [--data-dir DIR] [--no-compile-cache] "
              "[--xla-cpu-threads]",
              "main job (all), in order:"]
     lines += [f"  {name:<22}{_summary(name)}" for name in ALL]
@@ -118,7 +120,7 @@ def run_all(argv: list[str]) -> int:
     for name in ALL:
         t0 = time.perf_counter()
         print(f"\n=== {name} ===", flush=True)
-        summary = importlib.import_module(f"experiments.{name}").main(list(argv) + ALL_OPTIONS.get(name, []))
+        summary = importlib.import_module(f"{__package__}.{name}").main(list(argv) + ALL_OPTIONS.get(name, []))
         rows.append((name, time.perf_counter() - t0, summary or {}))
     total = time.perf_counter() - start
     print("\n=== summary ===")
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in ALL + EXTRA:
         print(f"unknown experiment {name!r}\n{_usage()}", file=sys.stderr)
         return 2
-    importlib.import_module(f"experiments.{name}").main(rest)
+    importlib.import_module(f"{__package__}.{name}").main(rest)
     return 0
 
 

@@ -216,7 +216,7 @@ ITERATION_WHY = (
     "training files")
 
 def _run(name: str, seed: int, argv: list[str], out: Path) -> dict:
-    importlib.import_module(f"experiments.{name}").main(["--seed", str(seed), "--out", str(out), *argv])
+    importlib.import_module(f"{__package__}.{name}").main(["--seed", str(seed), "--out", str(out), *argv])
     return json.loads((out / "metrics.json").read_text())
 
 

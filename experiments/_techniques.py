@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments._common import mnist_or_skip, parser, timed
+from ._common import mnist_or_skip, parser, timed
 from jaxnet import data, optim
 from jaxnet.train import fit_ensemble
 from jaxnet import Network

@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from experiments._common import parser, write_metrics
+from ._common import parser, write_metrics
 from jaxnet import activations, plot
 
 NAMES = ("sigmoid", "relu", "tanh")

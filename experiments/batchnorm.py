@@ -25,8 +25,8 @@ import time
 import jax
 import numpy as np
 
-from experiments import _techniques as tech
-from experiments._common import write_metrics
+from . import _techniques as tech
+from ._common import write_metrics
 from jaxnet import BatchNorm, Dense, Relu, mlp, serial
 
 HIDDEN, LAYERS, N_TRAIN, EPOCHS, QUICK_EPOCHS, BATCH_SIZE, LEARNING_RATE = 100, 5, 1000, 20, 2, 100, 0.01

@@ -17,7 +17,7 @@ import time
 import jax
 import numpy as np
 
-from experiments._common import parser, write_metrics
+from ._common import parser, write_metrics
 from jaxnet import BatchNorm, Dense, Dropout, Relu, data, evaluate, fit, plot, serial
 
 EPOCHS, BATCH_SIZE, LEARNING_RATE, N_TRAIN, RATE = 40, 30, 0.05, 300, 0.2

@@ -15,7 +15,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from experiments._common import parser, save_runs, start_or_resume, write_metrics
+from ._common import parser, save_runs, start_or_resume, write_metrics
 from jaxnet import data, evaluate, fit, mlp, optim, plot
 from jaxnet.train import divergence_warning
 

@@ -34,9 +34,9 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from experiments import _book_chapters as chapters
-from experiments import deep_convnet as deep
-from experiments._common import parser, write_metrics
+from . import _book_chapters as chapters
+from . import deep_convnet as deep
+from ._common import parser, write_metrics
 from jaxnet import data
 
 QUICK_IMAGES = 500

@@ -16,8 +16,8 @@ import time
 import jax
 import jax.numpy as jnp
 
-from experiments import _classification as cls
-from experiments._common import parser, write_metrics
+from . import _classification as cls
+from ._common import parser, write_metrics
 from jaxnet import data, mlp
 
 EPOCHS, BATCH_SIZE, LEARNING_RATE, SEEDS, TARGET = 100, 35, 0.1, 5, 0.95

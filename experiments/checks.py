@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import parser, write_metrics
+from ._common import parser, write_metrics
 from jaxnet import (Conv2D, Dense, Dropout, Flatten, MaxPool2D, Relu, backprop, check, data, mlp, plot, serial,
                     simple_convnet)
 from jaxnet.check import zoo

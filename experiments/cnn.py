@@ -31,8 +31,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import jaxnet
-from experiments import _classification as cls
-from experiments._common import mnist_or_skip, parser, write_metrics
+from . import _classification as cls
+from ._common import mnist_or_skip, parser, write_metrics
 from jaxnet import data, fit, metrics, optim, plot
 
 BATCH_SIZE, LEARNING_RATE = 100, 1e-3

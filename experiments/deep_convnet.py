@@ -45,9 +45,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import _classification as cls
-from experiments import cnn
-from experiments._common import parser, write_metrics
+from . import _classification as cls
+from . import cnn
+from ._common import parser, write_metrics
 from jaxnet import augment, data, deep_convnet, fit, load_book_weights, losses, optim, plot, serial
 from jaxnet.train import EarlyStopping
 

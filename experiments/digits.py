@@ -18,8 +18,8 @@ import time
 
 import jax
 
-from experiments import _classification as cls
-from experiments._common import parser, write_metrics
+from . import _classification as cls
+from ._common import parser, write_metrics
 from jaxnet import data, mlp, regularization
 
 EPOCHS, BATCH_SIZE, LEARNING_RATE, WEIGHT_DECAY, SEEDS, TARGET = 30, 32, 3e-3, 0.3, 5, 0.97

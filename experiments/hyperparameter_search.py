@@ -25,8 +25,8 @@ import time
 import jax
 import numpy as np
 
-from experiments import _techniques as tech
-from experiments._common import write_metrics
+from . import _techniques as tech
+from ._common import write_metrics
 from jaxnet import mlp
 
 HIDDEN, LAYERS, N_IMAGES, N_VAL, BATCH_SIZE = 100, 6, 500, 100, 100

@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import parser, write_metrics
-from experiments._techniques import book_scaled_params
+from ._common import parser, write_metrics
+from ._techniques import book_scaled_params
 from jaxnet import mlp, plot
 
 N_INPUTS, UNITS, LAYERS = 1000, 100, 5

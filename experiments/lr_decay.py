@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from experiments._common import parser, write_metrics
+from ._common import parser, write_metrics
 from jaxnet import data, fit, mlp, optim, plot
 
 FACTOR, PATIENCE, LEARNING_RATE, INITS, SOLVED_BELOW = 0.95, 100, 70.0, 4, 0.01

@@ -24,8 +24,8 @@ import time
 
 import jax
 
-from experiments import _classification as cls
-from experiments._common import mnist_or_skip, parser, write_metrics
+from . import _classification as cls
+from ._common import mnist_or_skip, parser, write_metrics
 from jaxnet import data, mlp
 
 BATCH_SIZE, LEARNING_RATE, SEEDS = 100, 0.1, 5

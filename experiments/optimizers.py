@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments._common import parser, write_metrics
+from ._common import parser, write_metrics
 from jaxnet import data, evaluate, fit, mlp, optim, plot
 
 START, STEPS = (-7.0, 2.0), 30

@@ -21,8 +21,8 @@ import time
 import jax
 import jax.numpy as jnp
 
-from experiments import _techniques as tech
-from experiments._common import write_metrics
+from . import _techniques as tech
+from ._common import write_metrics
 from jaxnet import mlp, optim
 
 SIZES = [784, 100, 100, 100, 100, 10]

@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import _techniques as tech
-from experiments._common import write_metrics
+from . import _techniques as tech
+from ._common import write_metrics
 from jaxnet import Dense, Dropout, Relu, mlp, serial
 
 HIDDEN, LAYERS, N_TRAIN, BATCH_SIZE, LEARNING_RATE = 100, 6, 300, 100, 0.01  # tech.sgd's default rate

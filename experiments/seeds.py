@@ -16,7 +16,7 @@ import time
 import jax
 import numpy as np
 
-from experiments._common import parser, write_metrics
+from ._common import parser, write_metrics
 from jaxnet import data, mlp, plot
 from jaxnet.train import fit_ensemble
 

@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from experiments._common import parser, write_metrics
+from ._common import parser, write_metrics
 
 DATASETS = ("digits", "mnist", "synthetic")
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import parser, save_runs, start_or_resume, write_metrics
+from ._common import parser, save_runs, start_or_resume, write_metrics
 from jaxnet import data, fit, mlp, optim, plot
 from jaxnet.train import divergence_warning
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments._common import parser, write_metrics
+from ._common import parser, write_metrics
 from jaxnet import data, mlp, plot
 from jaxnet.train import fit_ensemble
 

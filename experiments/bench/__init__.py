@@ -40,10 +40,10 @@ import time
 
 import jax
 
-from experiments._common import _jsonable, parser, write_metrics
-from experiments.bench import devices, probes, report
-from experiments.bench.harness import SETTLE_S
-from experiments.bench.workloads import QUICK, WORKLOADS, available, run_w5, run_w6, run_workload
+from .._common import _jsonable, parser, write_metrics
+from . import devices, probes, report
+from .harness import SETTLE_S
+from .workloads import QUICK, WORKLOADS, available, run_w5, run_w6, run_workload
 
 NAMES = ("w1", "w2", "w3", "w4", "w5", "cold", "devices", "cache", "w6")
 DEFAULT = "w1,w2,w3,w4,w5,w6,cold,devices"

@@ -27,7 +27,7 @@ import optax
 from jax import lax
 
 import jaxnet
-from experiments.cnn_w5 import mnist_shaped
+from ..cnn_w5 import mnist_shaped
 from jaxnet import reference_cnn
 from jaxnet.nn.models import DEEP_CONVNET_PADDINGS
 from jaxnet.train import epoch_keys

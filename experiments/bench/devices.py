@@ -18,8 +18,8 @@ from pathlib import Path
 import jax
 
 import jaxnet
-from experiments.bench.harness import Contender, race, ratios, stats
-from experiments.bench.workloads import (DATASETS, MODELS, Workload, _init_params, _last_loss,
+from .harness import Contender, race, ratios, stats
+from .workloads import (DATASETS, MODELS, Workload, _init_params, _last_loss,
                                          _params_and_history, ensemble_params)
 
 DEVICES = 4
@@ -37,7 +37,8 @@ def run_devices(ensemble: Workload, data_parallel: Workload, key: jax.Array, rou
                                                            os.environ.get("PYTHONPATH")]))}
         if not jax.config.jax_enable_compilation_cache:  # --no-compile-cache holds for the child too
             env["JAXNET_COMPILE_CACHE"] = "0"
-        child = [sys.executable, "-m", "experiments", "bench", "--workloads", "devices", "--rounds", str(rounds),
+        package = __package__.split(".")[0]  # experiments, or jaxnet_experiments when installed
+        child = [sys.executable, "-m", package, "bench", "--workloads", "devices", "--rounds", str(rounds),
                  "--no-torch", "--out", out, "--networks", str(ensemble.networks),
                  "--batch-sizes", ",".join(map(str, data_parallel.batch_sizes))] + (["--quick"] if quick else [])
         subprocess.run(child, env=env, capture_output=True, text=True, check=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.bench.harness import stats
+from .harness import stats
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY_MODULES = ("matplotlib", "sklearn", "scipy", "pandas", "torch")
@@ -27,7 +27,7 @@ IMPORT_PROBE = (
 FIRST_CALL_PROBE = """
 import json, time
 from jax import monitoring
-from experiments.bench.workloads import first_call_run
+from .workloads import first_call_run
 run = first_call_run({contender!r}, {epochs})
 events = {{}}
 def listen(event, seconds, **kwargs):
@@ -98,7 +98,7 @@ def compile_cache(command: list[str]) -> dict:
         for label, extra in settings.items():
             env = {**_env(**extra), "JAX_ENABLE_COMPILATION_CACHE": "true", "MPLBACKEND": "Agg"}
             before, wall = os.times(), time.perf_counter()
-            subprocess.run([sys.executable, "-m", "experiments", *command], cwd=scratch, env=env,
+            subprocess.run([sys.executable, "-m", __package__.split(".")[0], *command], cwd=scratch, env=env,
                            capture_output=True, text=True, check=True)
             after = os.times()
             runs[label] = {"wall_s": time.perf_counter() - wall,

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxnet
-from experiments.bench.harness import SETTLE_S, Contender, blas_threads, race, ratios, stats, torch_threads
+from .harness import SETTLE_S, Contender, blas_threads, race, ratios, stats, torch_threads
 from jaxnet import reference
 
 
@@ -425,7 +425,7 @@ def run_w5(w: Workload, rounds: int, *, settle: float = SETTLE_S) -> dict:
     """W5: one epoch of SimpleConvNet at batch 100 for jaxnet's im2col layers (hand backward, in `fit`),
     the same network with `lax.conv` and `jax.grad`, and the book's numpy im2col code; plus the compiled
     memory of one training step of the two JAX contenders."""
-    from experiments import cnn_w5
+    from .. import cnn_w5
 
     batch = w.batch_sizes[0]
     runs = cnn_w5.w5_contenders(*cnn_w5.mnist_shaped(w.n), batch_size=batch)
@@ -445,8 +445,8 @@ def run_w6(w: Workload, rounds: int, *, settle: float = SETTLE_S) -> dict:
     """W6: one epoch of the book's DeepConvNet at batch 100 for jaxnet's im2col layers (hand backward, in
     `fit`), the same network with `lax.conv` and `jax.grad` (the same batches and dropout masks), and the
     book's numpy layers; plus the compiled memory of one training step of the two JAX contenders."""
-    from experiments.bench import deep_cnn
-    from experiments.cnn_w5 import mnist_shaped
+    from . import deep_cnn
+    from ..cnn_w5 import mnist_shaped
 
     batch = w.batch_sizes[0]
     runs = deep_cnn.w6_contenders(*mnist_shaped(w.n), batch_size=batch)

@@ -27,7 +27,7 @@ IMPORT_PROBE = (
 FIRST_CALL_PROBE = """
 import json, time
 from jax import monitoring
-from .workloads import first_call_run
+from {package}.bench.workloads import first_call_run
 run = first_call_run({contender!r}, {epochs})
 events = {{}}
 def listen(event, seconds, **kwargs):
@@ -69,7 +69,8 @@ def cold_start(repeats: int, epochs: int) -> dict:
             imports[modules].append(out["seconds"])
             heavy |= set(out["heavy"]) if modules == "jaxnet" else set()
         for contender in calls:
-            calls[contender].append(probe(FIRST_CALL_PROBE.format(contender=contender, epochs=epochs)))
+            code = FIRST_CALL_PROBE.format(package=__package__.split(".")[0], contender=contender, epochs=epochs)
+            calls[contender].append(probe(code))
     first = {c: np.asarray([p["first"] for p in probes]) for c, probes in calls.items()}
     return {
         "import_s": {m: stats(t) for m, t in imports.items()},

@@ -426,8 +426,8 @@ def test_xor_experiment_resumes_from_its_checkpoint(tmp_path, monkeypatch):
 
 
 def test_resume_without_a_checkpoint_is_one_line(tmp_path):
-    """`python -m experiments xor --resume` with no checkpoint: exit status 1 and one line on stderr."""
-    result = subprocess.run([sys.executable, "-m", "experiments", "xor", "--quick", "--resume", "--out",
+    """The installed `python -m jaxnet_experiments xor --resume` without a checkpoint: exit 1, one stderr line."""
+    result = subprocess.run([sys.executable, "-m", "jaxnet_experiments", "xor", "--quick", "--resume", "--out",
                              str(tmp_path / "none")], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

@@ -275,10 +275,10 @@ def test_cache_dir_default(monkeypatch):
 
 def test_mnist_experiment_without_files_is_skipped_in_one_line(tmp_path):
     """From any directory, with no MNIST anywhere it looks (no JAXNET_DATA_DIR, an empty cache), the
-    installed `python -m experiments mnist` prints one line naming where to put the files and exits 0;
+    installed `python -m jaxnet_experiments mnist` prints one line naming where to put the files and exits 0;
     an explicit --data-dir that does not exist is an error."""
     env = {k: v for k, v in os.environ.items() if k != "JAXNET_DATA_DIR"} | {"XDG_CACHE_HOME": str(tmp_path / "cache")}
-    run = lambda *args: subprocess.run([sys.executable, "-m", "experiments", "mnist", "--quick", *args],  # noqa: E731
+    run = lambda *args: subprocess.run([sys.executable, "-m", "jaxnet_experiments", "mnist", "--quick", *args],  # noqa: E731
                                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     result = run()
     assert result.returncode == 0, result.stderr
